@@ -1,0 +1,1 @@
+"""orderly: an order-processing backend on PostgreSQL."""

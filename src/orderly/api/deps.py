@@ -1,0 +1,84 @@
+"""Typed FastAPI dependencies shared by every endpoint."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly import errors
+from orderly.config import Settings
+from orderly.core.db import Database
+
+
+def get_database(request: Request) -> Database:
+    """The app's database (engine + session factory)."""
+    database: Database = request.app.state.database
+    return database
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's validated settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed when the endpoint returns.
+
+    ``scope="function"`` (below) runs this teardown right after the endpoint
+    returns and *before* the response is sent, so a failed commit becomes an
+    error response instead of a success the database never recorded.
+    """
+    database = get_database(request)
+    async with database.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class PageParams:
+    """Cursor pagination parameters: ``?limit=`` (1–100) and an opaque ``?cursor=``."""
+
+    limit: int
+    cursor: dict[str, str] | None
+
+
+def encode_cursor(values: dict[str, str]) -> str:
+    """An opaque cursor for the next page (base64url JSON of the last row's sort keys)."""
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def _page(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> PageParams:
+    if cursor is None:
+        return PageParams(limit, None)
+    try:
+        decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise errors.InvalidInput("malformed cursor", field="cursor") from None
+    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
+        raise errors.InvalidInput("malformed cursor", field="cursor")
+    return PageParams(limit, decoded)
+
+
+Page = Annotated[PageParams, Depends(_page)]

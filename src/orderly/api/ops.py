@@ -1,0 +1,95 @@
+"""Operational endpoints: liveness, readiness, Prometheus metrics (outside /v1)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from orderly.core.db import Database, raw_connection
+from orderly.core.jobs import queue_stats
+from orderly.core.telemetry import QUEUE_DEPTH, QUEUE_OLDEST_AGE, get_logger, render_metrics
+
+log = get_logger(__name__)
+router = APIRouter(include_in_schema=False)
+CHECK_TIMEOUT = 2.0
+
+
+@dataclass
+class Lifecycle:
+    """Process state that readiness reports: not ready while starting or draining."""
+
+    started: bool = False
+    draining: bool = False
+    extra_checks: dict[str, Any] = field(default_factory=dict)
+
+
+async def refresh_queue_metrics(database: Database) -> None:
+    """Read the queue's depth and age into the gauges (raises if the database is down)."""
+    async with database.engine.connect() as conn:
+        stats = await queue_stats(await raw_connection(conn))
+    for status, count in stats.counts.items():
+        QUEUE_DEPTH.labels(status).set(count)
+    QUEUE_OLDEST_AGE.set(stats.oldest_due_age_seconds)
+
+
+@router.get("/livez")
+async def livez() -> dict[str, str]:
+    """The process is up and its event loop answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """Ready to take traffic: started, not draining, database and queue answer."""
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    database: Database = request.app.state.database
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await database.ping(CHECK_TIMEOUT)
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.warning("readiness_check_failed", check="database", error=type(exc).__name__)
+        checks["database"] = "unavailable"
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await refresh_queue_metrics(database)
+        checks["queue"] = "ok"
+    except Exception as exc:
+        log.warning("readiness_check_failed", check="queue", error=type(exc).__name__)
+        checks["queue"] = "unavailable"
+    for name, check in lifecycle.extra_checks.items():
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT):
+                await check()
+            checks[name] = "ok"
+        except Exception as exc:
+            log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
+            checks[name] = "unavailable"
+    if not lifecycle.started:
+        status = "starting"
+    elif lifecycle.draining:
+        status = "draining"
+    elif any(value != "ok" for value in checks.values()):
+        status = "degraded"
+    else:
+        status = "ready"
+    code = 200 if status == "ready" else 503
+    headers = {"Retry-After": "5"} if code == 503 else None
+    return JSONResponse({"status": status, "checks": checks}, status_code=code, headers=headers)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; queue gauges are refreshed on each scrape."""
+    database: Database = request.app.state.database
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await refresh_queue_metrics(database)
+    except Exception as exc:
+        log.warning("queue_metrics_unavailable", error=type(exc).__name__)
+    return Response(render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,233 @@
+"""The ``orderly`` command. Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from orderly.config import ConfigError, Settings, load_settings, with_dev_secrets
+from orderly.core.telemetry import configure_logging, get_logger
+
+app = typer.Typer(
+    name="orderly",
+    help="orderly: an order-processing backend on PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+migrate_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
+app.add_typer(migrate_app, name="migrate")
+console = Console(stderr=True, soft_wrap=True)
+log = get_logger("orderly.cli")
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line to stderr and exit with *code*."""
+    console.print(f"orderly: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@dataclass
+class Runtime:
+    """Settings plus the database URL in use (external, or the embedded server's)."""
+
+    settings: Settings
+    database_url: str
+    stop: Callable[[], None]
+
+
+def _settings(*, dev_secrets: bool = True) -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    configure_logging(settings.log_level, json=settings.log_json)
+    return with_dev_secrets(settings) if dev_secrets else settings
+
+
+@contextlib.contextmanager
+def _runtime(*, dev_secrets: bool = True) -> Iterator[Runtime]:
+    settings = _settings(dev_secrets=dev_secrets)
+    if settings.database_url is not None:
+        yield Runtime(settings, settings.database_url.get_secret_value(), lambda: None)
+        return
+    from orderly.core.embedded import EmbeddedPostgres
+
+    try:
+        embedded = EmbeddedPostgres(settings.data_dir)
+    except Exception as exc:
+        fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
+    try:
+        yield Runtime(settings, embedded.url, embedded.stop)
+    finally:
+        embedded.stop()
+
+
+def _migrate_head(url: str) -> None:
+    from orderly import migrate
+
+    try:
+        migrate.upgrade(url, "head")
+    except Exception as exc:
+        log.error("migration_failed", error_type=type(exc).__name__, exc_info=exc)
+        summary = str(exc).splitlines()[0] if str(exc) else ""
+        fail(f"migrations failed: {type(exc).__name__}: {summary}")
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn, with SIGTERM turning readiness 503 first and exiting 0 after the drain."""
+
+    def __init__(self, config: uvicorn.Config, grace_seconds: float) -> None:
+        super().__init__(config)
+        self.grace_seconds = grace_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: Any = None) -> None:
+        """Serve until a signal; remembers the loop so the handler can schedule the drain."""
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Mark the app draining, wait the grace period for load balancers, then stop."""
+        fastapi_app: Any = self.config.app
+        lifecycle = fastapi_app.state.lifecycle
+        if lifecycle.draining or self._loop is None or self.grace_seconds <= 0:
+            lifecycle.draining = True
+            self.should_exit = True  # not re-raised after shutdown: exit code 0
+            return
+        lifecycle.draining = True
+        log.info("draining", grace_seconds=self.grace_seconds, signal=sig)
+        loop = self._loop
+        loop.call_soon_threadsafe(
+            loop.call_later, self.grace_seconds, setattr, self, "should_exit", True
+        )
+
+
+def _serve(runtime: Runtime, *, run_worker: bool) -> None:
+    from orderly.main import create_app
+
+    settings = runtime.settings
+    api = create_app(settings, database_url=runtime.database_url, run_worker=run_worker)
+    config = uvicorn.Config(
+        api,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=5,
+    )
+    server = _DrainingServer(config, settings.shutdown_grace_seconds)
+    asyncio.run(server.serve())
+    if server.started is False:
+        fail(f"could not start the HTTP server on {settings.host}:{settings.port}")
+
+
+@app.command()
+def serve() -> None:
+    """All in one: (embedded) PostgreSQL, migrations, API and a worker in one process."""
+    with _runtime() as runtime:
+        settings = runtime.settings
+        _migrate_head(runtime.database_url)
+        where = (
+            f"embedded PostgreSQL in {(settings.data_dir / 'pg').resolve()}"
+            if settings.embedded
+            else "external PostgreSQL (ORDERLY_DATABASE_URL)"
+        )
+        console.print(
+            f"orderly listening on http://{settings.host}:{settings.port}  "
+            f"(docs /docs, data: {where})",
+            markup=False,
+            highlight=False,
+        )
+        _serve(runtime, run_worker=True)
+
+
+@app.command()
+def api() -> None:
+    """The HTTP API only (production: run `orderly migrate upgrade` first)."""
+    with _runtime() as runtime:
+        _serve(runtime, run_worker=False)
+
+
+@app.command()
+def worker() -> None:
+    """A job worker; SIGTERM finishes running jobs, then exits 0."""
+    from orderly.core.db import Database
+    from orderly.core.telemetry import configure_tracing
+    from orderly.worker import build_worker
+
+    with _runtime() as runtime:
+        configure_tracing(runtime.settings.otlp_endpoint, service="orderly-worker")
+
+        async def main() -> None:
+            database = Database(
+                runtime.database_url,
+                pool_size=runtime.settings.db_pool_size,
+                application_name="orderly-worker",
+            )
+            job_worker = build_worker(runtime.settings, database)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, job_worker.stop)
+            try:
+                await job_worker.run()
+            finally:
+                await database.dispose()
+
+        asyncio.run(main())
+
+
+@migrate_app.command("upgrade")
+def migrate_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from orderly import migrate
+
+    with _runtime(dev_secrets=False) as runtime:
+        migrate.upgrade(runtime.database_url, revision)
+        console.print(f"database at {migrate.current(runtime.database_url) or 'base'}")
+
+
+@migrate_app.command("downgrade")
+def migrate_downgrade(revision: Annotated[str, typer.Argument(help="target revision")]) -> None:
+    """Revert migrations down to REVISION (`base` removes every table)."""
+    from orderly import migrate
+
+    with _runtime(dev_secrets=False) as runtime:
+        migrate.downgrade(runtime.database_url, revision)
+        console.print(f"database at {migrate.current(runtime.database_url) or 'base'}")
+
+
+@migrate_app.command("current")
+def migrate_current() -> None:
+    """Print the database's current revision."""
+    from orderly import migrate
+
+    with _runtime(dev_secrets=False) as runtime:
+        print(migrate.current(runtime.database_url) or "base")
+
+
+def main() -> None:
+    """Console entry point: typer usage errors exit 2, our failures 1, never a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        log.error("command_failed", error_type=type(exc).__name__, exc_info=exc)
+        console.print(f"orderly: {type(exc).__name__}: {exc}", markup=False, highlight=False)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Plumbing with no business rules and no web framework."""

@@ -1,0 +1,101 @@
+"""The FastAPI application factory: lifespan, middleware, error handlers, routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from orderly.api import ops, problems
+from orderly.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from orderly.api.router import api_router
+from orderly.config import Settings
+from orderly.core.db import Database
+from orderly.core.jobs import Task, Worker
+from orderly.core.telemetry import configure_tracing, get_logger
+
+log = get_logger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database_url: str,
+    run_worker: bool = False,
+    tasks: Sequence[Task] | None = None,
+) -> FastAPI:
+    """Build the HTTP app; with ``run_worker`` it also runs a job worker in-process."""
+    configure_tracing(settings.otlp_endpoint)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(
+            database_url,
+            pool_size=settings.db_pool_size,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+            application_name="orderly-api",
+        )
+        _instrument_sql(database)
+        app.state.database = database
+        worker_task: asyncio.Task[None] | None = None
+        worker: Worker | None = None
+        if run_worker:
+            from orderly.worker import build_worker
+
+            worker = build_worker(settings, database, tasks=tasks)
+            worker_task = asyncio.create_task(worker.run(), name="orderly-worker")
+        app.state.lifecycle.started = True
+        log.info("api_started", worker=run_worker)
+        try:
+            yield
+        finally:
+            app.state.lifecycle.draining = True
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+            await database.dispose()
+            log.info("api_stopped")
+
+    app = FastAPI(
+        title="orderly",
+        version="0.1.0",
+        summary="Orders, stock, payments and notifications, correct under concurrency.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.lifecycle = ops.Lifecycle()
+    problems.install(app)
+    app.include_router(ops.router)
+    app.include_router(api_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After", "Idempotent-Replayed"],
+            max_age=600,
+        )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    _instrument_http(app)
+    return app
+
+
+def _instrument_http(app: FastAPI) -> None:
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="livez,readyz,metrics", exclude_spans=["receive", "send"]
+    )
+
+
+def _instrument_sql(database: Database) -> None:
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    SQLAlchemyInstrumentor().instrument(engine=database.engine.sync_engine)

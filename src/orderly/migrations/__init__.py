@@ -1,0 +1,1 @@
+"""Alembic migrations; run through ``orderly migrate`` (see ``orderly.migrate``)."""
