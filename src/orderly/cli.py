@@ -65,7 +65,7 @@ def _runtime(*, dev_secrets: bool = True) -> Iterator[Runtime]:
 
     try:
         embedded = EmbeddedPostgres(settings.data_dir)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported as one line, exit 1
         fail(f"cannot start the embedded PostgreSQL in {settings.data_dir}: {exc}")
     try:
         yield Runtime(settings, embedded.url, embedded.stop)

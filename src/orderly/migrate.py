@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from importlib.resources import files
+from typing import TextIO
 
 from alembic import command
 from alembic.config import Config
 
 
-def alembic_config(database_url: str, *, stdout: io.TextIOBase | None = None) -> Config:
+def alembic_config(database_url: str, *, stdout: TextIO | None = None) -> Config:
     """An Alembic config that points at orderly's migrations and *database_url*."""
     config = Config(stdout=stdout) if stdout is not None else Config()
     config.set_main_option("script_location", str(files("orderly") / "migrations"))

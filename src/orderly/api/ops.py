@@ -52,14 +52,14 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await database.ping(CHECK_TIMEOUT)
         checks["database"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         log.warning("readiness_check_failed", check="database", error=type(exc).__name__)
         checks["database"] = "unavailable"
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await refresh_queue_metrics(database)
         checks["queue"] = "ok"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         log.warning("readiness_check_failed", check="queue", error=type(exc).__name__)
         checks["queue"] = "unavailable"
     for name, check in lifecycle.extra_checks.items():
@@ -67,7 +67,7 @@ async def readyz(request: Request) -> Response:
             async with asyncio.timeout(CHECK_TIMEOUT):
                 await check()
             checks[name] = "ok"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
             log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
             checks[name] = "unavailable"
     if not lifecycle.started:
@@ -90,6 +90,6 @@ async def metrics(request: Request) -> Response:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await refresh_queue_metrics(database)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
         log.warning("queue_metrics_unavailable", error=type(exc).__name__)
     return Response(render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")

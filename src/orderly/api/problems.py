@@ -77,7 +77,7 @@ def status_for(error: errors.OrderlyError) -> int:
     """The HTTP status for a domain error: the nearest mapped ancestor wins."""
     for kind in type(error).__mro__:
         if kind in STATUS_BY_KIND:
-            return STATUS_BY_KIND[kind]  # type: ignore[index]
+            return STATUS_BY_KIND[kind]
     return 500
 
 

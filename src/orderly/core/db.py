@@ -106,10 +106,10 @@ class Database:
                 await session.rollback()
                 raise
 
-    async def ping(self, timeout: float = 2.0) -> None:
-        """Raise unless the database answers a trivial query within *timeout* seconds."""
+    async def ping(self, within_seconds: float = 2.0) -> None:
+        """Raise unless the database answers a trivial query (server-side limit in seconds)."""
         async with self.engine.connect() as conn:
-            await conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout * 1000)}"))
+            await conn.execute(text(f"SET LOCAL statement_timeout = {int(within_seconds * 1000)}"))
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
@@ -125,4 +125,10 @@ async def raw_connection(conn: AsyncSession | AsyncConnection) -> asyncpg.Connec
     """
     connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
     proxied = await connection.get_raw_connection()
+    adapter: Any = proxied.dbapi_connection
+    # SQLAlchemy's asyncpg adapter opens the database transaction lazily, on the
+    # first statement it runs itself. Open it now, or our statements would run
+    # in autocommit and survive a rollback (tests/core/test_jobs.py proves they don't).
+    if not adapter._started:
+        await adapter._start_transaction()
     return cast(asyncpg.Connection, proxied.driver_connection)

@@ -29,7 +29,9 @@ class EmbeddedPostgres:
 
         self.pgdata = (data_dir / "pg").resolve()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = pgserver.get_server(self.pgdata, cleanup_mode="stop")
+        self._server: Any = pgserver.get_server(  # type: ignore[attr-defined]
+            self.pgdata, cleanup_mode="stop"
+        )
         self.url: str = self._server.get_uri("postgres")
         log.info("embedded_postgres_started", pgdata=str(self.pgdata))
 

@@ -157,7 +157,7 @@ async def enqueue(
         [priority],
         [name],
         [orjson.dumps(dict(payload or {}))],
-        [delay],
+        [delay or timedelta(0)],
         [dedupe_key],
         [orjson.dumps(headers).decode()],
     )
@@ -386,9 +386,7 @@ class Worker:
     def _register(self, pgq: PgQueuer) -> None:
         for item in self.tasks:
 
-            def factory(
-                params: EntrypointExecutorParameters, item: Task = item
-            ) -> _TaskExecutor:
+            def factory(params: EntrypointExecutorParameters, item: Task = item) -> _TaskExecutor:
                 return _TaskExecutor(
                     params, task=item, database=self.database, resources=self.resources
                 )
@@ -421,7 +419,9 @@ class Worker:
                 batch_size=self.options.batch_size,
                 max_concurrent_tasks=max(self.options.concurrency, 2 * self.options.batch_size),
                 heartbeat_timeout=self.options.heartbeat_timeout,
-                dequeue_timeout=timedelta(seconds=5),
+                # NOTIFY wakes the worker for new jobs; this bounds how late a retry
+                # whose wake-up was missed can start.
+                dequeue_timeout=timedelta(seconds=1),
             )
         finally:
             await self._pool.close()

@@ -30,7 +30,7 @@ SERVICE_NAME = "orderly"
 
 # ---------------------------------------------------------------- metrics
 
-disable_created_metrics()  # the *_created series double the output and nobody graphs them
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the output and nobody graphs them
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 HTTP_REQUESTS = Counter(
@@ -129,9 +129,7 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         _scrub,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
