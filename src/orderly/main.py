@@ -98,4 +98,8 @@ def _instrument_http(app: FastAPI) -> None:
 def _instrument_sql(database: Database) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(engine=database.engine.sync_engine)
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        # One engine per process in production; tests build several apps in a row.
+        instrumentor.uninstrument()
+    instrumentor.instrument(engine=database.engine.sync_engine)

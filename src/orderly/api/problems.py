@@ -144,11 +144,12 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     field_errors = []
     for item in exc.errors():
         message = str(item.get("msg", "invalid"))
+        field = _field_name(tuple(item.get("loc", ())))
         if item.get("type") == "json_invalid":
-            message = "request body is not valid JSON"
+            message, field = "request body is not valid JSON", "body"
         elif item.get("type") == "extra_forbidden":
             message = "unknown field"
-        field_errors.append({"field": _field_name(tuple(item.get("loc", ()))), "message": message})
+        field_errors.append({"field": field, "message": message})
     return problem_response(
         422,
         "validation_failed",

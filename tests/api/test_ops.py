@@ -1,0 +1,44 @@
+"""Operational endpoints: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+import httpx
+
+from orderly.core import jobs
+from orderly.core.db import Database
+
+
+async def test_livez_and_readyz_answer_when_healthy(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/livez")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "queue": "ok"}}
+
+
+async def test_readyz_is_503_while_draining(client: httpx.AsyncClient) -> None:
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    lifecycle = transport.app.state.lifecycle  # type: ignore[attr-defined]
+    lifecycle.draining = True
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "draining"
+    assert response.headers["retry-after"] == "5"
+
+
+async def test_metrics_expose_request_histogram_and_queue_depth(
+    client: httpx.AsyncClient, database: Database
+) -> None:
+    async with database.session() as session:
+        await jobs.enqueue(session, "jobs.prune_log", {})
+        await session.commit()
+    await client.get("/livez")
+    body = (await client.get("/metrics")).text
+    assert (
+        'orderly_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/livez"}'
+        in (body)
+    )
+    assert 'orderly_http_requests_total{method="GET",route="/livez",status="200"}' in body
+    assert 'orderly_queue_depth{status="queued"} 1.0' in body
+    assert "orderly_queue_oldest_job_age_seconds" in body
+    assert "orderly_db_pool_connections" in body
