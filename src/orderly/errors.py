@@ -102,3 +102,54 @@ class Unavailable(OrderlyError):
 
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+# ---------------------------------------------------------------- catalog and orders
+
+
+class OutOfStock(Conflict):
+    """A line of an order cannot be reserved; nothing was reserved."""
+
+    code = "out_of_stock"
+    title = "Out of stock"
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"Not enough stock for product {product_id}; nothing was reserved.")
+        self.product_id = product_id
+
+
+class IllegalTransition(Conflict):
+    """The order's state machine does not allow this change from its current status."""
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"An order that is {current} cannot become {target}.")
+        self.current = current
+        self.target = target
+
+
+# ---------------------------------------------------------------- idempotency keys
+
+
+class IdempotencyKeyReused(OrderlyError):
+    """The Idempotency-Key was already used for a request with another body, method or path."""
+
+    code = "idempotency_key_reused"
+    title = "Idempotency key reused"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "This Idempotency-Key was used with a different request; use a new key."
+        )
+
+
+class IdempotencyKeyInUse(OrderlyError):
+    """A request with the same Idempotency-Key is still being processed."""
+
+    code = "idempotency_key_in_use"
+    title = "Idempotency key in use"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            detail or "A request with this Idempotency-Key is still in progress; retry shortly.",
+            headers={"Retry-After": "1"},
+        )

@@ -6,3 +6,5 @@ from __future__ import annotations
 def load_all() -> None:
     """Import each domain's ``models`` module; the import registers its tables."""
     # Domains add one import line here as they gain tables.
+    import orderly.catalog.models
+    import orderly.orders.models  # noqa: F401

@@ -7,7 +7,7 @@ One code path for both runtime modes: the URL is either the operator's
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -132,3 +132,21 @@ async def raw_connection(conn: AsyncSession | AsyncConnection) -> asyncpg.Connec
     if not adapter._started:
         await adapter._start_transaction()
     return cast(asyncpg.Connection, proxied.driver_connection)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run *callback* once the session's transaction commits (never on rollback).
+
+    Caches are invalidated here rather than before the commit, so a concurrent
+    reader cannot re-cache the old row between our invalidation and our commit.
+    """
+
+    def fire(_: Any) -> None:
+        callback()
+
+    def forget(_: Any) -> None:
+        if event.contains(session.sync_session, "after_commit", fire):
+            event.remove(session.sync_session, "after_commit", fire)
+
+    event.listen(session.sync_session, "after_commit", fire, once=True)
+    event.listen(session.sync_session, "after_rollback", forget, once=True)

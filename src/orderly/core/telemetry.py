@@ -82,6 +82,18 @@ CIRCUIT_STATE = Gauge(
     ["breaker"],
     registry=REGISTRY,
 )
+CACHE_EVENTS = Counter(
+    "orderly_cache_events_total",
+    "Cache lookups by cache and result (hit, miss).",
+    ["cache", "result"],
+    registry=REGISTRY,
+)
+ORDER_EVENTS = Counter(
+    "orderly_order_events_total",
+    "Orders placed and order status transitions, by resulting status.",
+    ["event"],
+    registry=REGISTRY,
+)
 
 
 def render_metrics() -> bytes:

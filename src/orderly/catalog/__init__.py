@@ -1,0 +1,1 @@
+"""Catalog and inventory: products, stock and every stock movement."""

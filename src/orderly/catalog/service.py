@@ -1,0 +1,215 @@
+"""Catalog use cases: products, manual stock adjustments, reservations for orders."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly import errors
+from orderly.catalog import repository
+from orderly.catalog.cache import product_cache
+from orderly.catalog.repository import ReservedLine
+from orderly.catalog.schemas import (
+    ProductCreate,
+    ProductRead,
+    ProductUpdate,
+    StockAdjustmentCreate,
+    StockMovementRead,
+)
+from orderly.core.db import after_commit
+from orderly.core.jobs import enqueue
+from orderly.core.telemetry import get_logger
+
+log = get_logger(__name__)
+LOW_STOCK_TASK = "catalog.record_inventory"
+
+
+def _read(row: asyncpg.Record) -> ProductRead:
+    return ProductRead(
+        id=row["id"],
+        sku=row["sku"],
+        name=row["name"],
+        description=row["description"],
+        price_cents=row["price_cents"],
+        currency=row["currency"],
+        stock=row["stock"],
+        active=row["active"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _invalidate_after_commit(session: AsyncSession, product_id: uuid.UUID) -> None:
+    after_commit(session, lambda: product_cache.invalidate(product_id))
+
+
+async def create_product(session: AsyncSession, data: ProductCreate) -> ProductRead:
+    """Create a product; a taken sku is a Conflict. The opening stock is a recorded movement."""
+    row = await repository.insert_product(session, {"id": uuid.uuid4(), **data.model_dump()})
+    if row is None:
+        raise errors.Conflict(f"A product with sku {data.sku!r} already exists.")
+    if data.stock:
+        await repository.record_movement(
+            session,
+            product_id=row["id"],
+            delta=data.stock,
+            stock_after=data.stock,
+            reason="opening stock",
+            actor_id=None,
+        )
+    log.info("product_created", product_id=str(row["id"]), sku=data.sku)
+    return _read(row)
+
+
+async def get_product(
+    session: AsyncSession, product_id: uuid.UUID, *, include_inactive: bool = False
+) -> ProductRead:
+    """One product; inactive ones exist only for staff."""
+    row = await repository.get_product(session, product_id)
+    if row is None or not (row["active"] or include_inactive):
+        raise errors.NotFound("No such product.")
+    return _read(row)
+
+
+async def get_product_json(session: AsyncSession, product_id: uuid.UUID) -> bytes:
+    """The public JSON of an active product, served from the process cache when fresh."""
+    cached = product_cache.get(product_id)
+    if cached is not None:
+        return cached
+    body = (await get_product(session, product_id)).model_dump_json().encode()
+    product_cache.put(product_id, body)
+    return body
+
+
+async def list_products(
+    session: AsyncSession,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+    include_inactive: bool = False,
+) -> tuple[list[ProductRead], tuple[datetime, uuid.UUID] | None]:
+    """A page of products and the keyset of its last row when more may follow."""
+    rows = await repository.list_products(
+        session, limit=limit + 1, after=after, include_inactive=include_inactive
+    )
+    page = [_read(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return page, ((page[-1].created_at, page[-1].id) if more and page else None)
+
+
+async def update_product(
+    session: AsyncSession, product_id: uuid.UUID, data: ProductUpdate
+) -> ProductRead:
+    """Change a product's descriptive fields (never its stock)."""
+    changes = data.model_dump(exclude_unset=True)
+    if any(value is None for value in changes.values()):
+        raise errors.InvalidInput("fields may be omitted but not null", field="body")
+    row = await repository.update_product(session, product_id, changes)
+    if row is None:
+        raise errors.NotFound("No such product.")
+    _invalidate_after_commit(session, product_id)
+    return _read(row)
+
+
+async def adjust_stock(
+    session: AsyncSession,
+    product_id: uuid.UUID,
+    data: StockAdjustmentCreate,
+    *,
+    actor_id: uuid.UUID | None,
+) -> StockMovementRead:
+    """Apply a manual stock change; stock never goes below zero (Conflict instead)."""
+    if data.delta == 0:
+        raise errors.InvalidInput("delta must not be zero", field="delta")
+    applied, row = await repository.adjust_stock(session, product_id, data.delta)
+    if row is None:
+        raise errors.NotFound("No such product.")
+    if not applied:
+        raise errors.Conflict(
+            f"Stock is {row['stock']}; removing {-data.delta} would make it negative."
+        )
+    movement = await repository.record_movement(
+        session,
+        product_id=product_id,
+        delta=data.delta,
+        stock_after=row["stock"],
+        reason=data.reason,
+        actor_id=actor_id,
+    )
+    _invalidate_after_commit(session, product_id)
+    stock = row["stock"]
+    await _alert_if_crossed(
+        session, [(product_id, stock - data.delta, stock, row["low_stock_threshold"])]
+    )
+    log.info("stock_adjusted", product_id=str(product_id), delta=data.delta)
+    return StockMovementRead.model_validate(dict(movement))
+
+
+async def reserve_for_order(
+    session: AsyncSession, order_id: uuid.UUID, lines: Sequence[tuple[uuid.UUID, int]]
+) -> list[ReservedLine]:
+    """Reserve every line or raise OutOfStock naming the first short product.
+
+    On OutOfStock the caller's transaction must roll back: lines that could be
+    reserved were taken in it, and the rollback returns them.
+    """
+    product_ids = [product_id for product_id, _ in lines]
+    reserved = await repository.reserve(
+        session, order_id, product_ids, [quantity for _, quantity in lines]
+    )
+    if len(reserved) != len(lines):
+        got = {line.product_id for line in reserved}
+        missing = next(pid for pid in product_ids if pid not in got)
+        raise errors.OutOfStock(str(missing))
+    for line in reserved:
+        _invalidate_after_commit(session, line.product_id)
+    await _alert_if_crossed(
+        session,
+        [
+            (r.product_id, r.stock_after + r.quantity, r.stock_after, r.low_stock_threshold)
+            for r in reserved
+        ],
+    )
+    return reserved
+
+
+async def release_for_order(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    lines: Sequence[tuple[uuid.UUID, int]],
+    *,
+    actor_id: uuid.UUID | None,
+) -> None:
+    """Give an order's reserved stock back (cancellation)."""
+    released = await repository.release(
+        session,
+        order_id,
+        [product_id for product_id, _ in lines],
+        [quantity for _, quantity in lines],
+        "order cancelled",
+        actor_id,
+    )
+    for product_id in released:
+        _invalidate_after_commit(session, product_id)
+
+
+async def _alert_if_crossed(
+    session: AsyncSession, levels: Sequence[tuple[uuid.UUID, int, int, int]]
+) -> None:
+    """Enqueue a low-stock alert for each product whose stock just fell under its threshold.
+
+    Alerting on the crossing (not on every sale below it) sends one alert per
+    episode; a restock above the threshold re-arms it.
+    """
+    for product_id, before, after, threshold in levels:
+        if after < threshold <= before:
+            await enqueue(
+                session,
+                LOW_STOCK_TASK,
+                {"product_id": str(product_id)},
+                dedupe_key=f"low-stock:{product_id}",
+            )

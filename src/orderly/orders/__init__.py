@@ -1,0 +1,1 @@
+"""Orders: placement with reserved stock, the order state machine, order notifications."""

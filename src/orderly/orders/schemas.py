@@ -1,0 +1,84 @@
+"""Order request and response bodies."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+OrderStatus = Literal["pending", "paid", "fulfilled", "cancelled", "refunded"]
+Line = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Optional = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
+
+
+class ShippingAddress(BaseModel):
+    """Where the order goes; personal data, stored encrypted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Line
+    line1: Line
+    line2: Optional = ""
+    city: Line
+    postal_code: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+    phone: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9+ ()-]*$")] = ""
+
+
+class OrderLineCreate(BaseModel):
+    """One product and how many."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    product_id: uuid.UUID
+    quantity: int = Field(ge=1, le=1000)
+
+
+class OrderCreate(BaseModel):
+    """A new order (customer): lines and where to ship them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[OrderLineCreate] = Field(min_length=1, max_length=50)
+    shipping_address: ShippingAddress
+
+
+class OrderLineRead(BaseModel):
+    """A line as ordered, priced at ordering time."""
+
+    product_id: uuid.UUID
+    quantity: int
+    unit_price_cents: int
+
+
+class OrderRead(BaseModel):
+    """An order as the API shows it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    status: OrderStatus
+    items: list[OrderLineRead]
+    total_cents: int
+    currency: str
+    payment_method: str | None = None
+    shipping_address: ShippingAddress | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    """One page of orders."""
+
+    data: list[OrderRead]
+    next_cursor: str | None
+
+
+class WarehouseEvent(BaseModel):
+    """The warehouse's signed callback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: uuid.UUID
+    event: Literal["shipped"]
