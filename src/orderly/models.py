@@ -6,5 +6,7 @@ from __future__ import annotations
 def load_all() -> None:
     """Import each domain's ``models`` module; the import registers its tables."""
     # Domains add one import line here as they gain tables.
+    import orderly.accounts.models
+    import orderly.audit.models
     import orderly.catalog.models
     import orderly.orders.models  # noqa: F401

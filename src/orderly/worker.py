@@ -13,9 +13,10 @@ from orderly.core.jobs import Task, Worker, WorkerOptions
 
 def all_tasks() -> list[Task]:
     """Every task orderly knows, by domain."""
+    from orderly.accounts import tasks as accounts
     from orderly.core import maintenance
 
-    return [*maintenance.TASKS]
+    return [*maintenance.TASKS, *accounts.TASKS]
 
 
 def build_resources(settings: Settings) -> dict[type[Any], Any]:

@@ -4,4 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-api_router = APIRouter(prefix="/v1")
+from orderly.accounts.endpoints import router as accounts_router
+from orderly.api.auth import DENY_UNDECLARED
+from orderly.audit.endpoints import router as audit_router
+
+# Deny by default: a route that declares no policy (api/auth.py) refuses every caller.
+api_router = APIRouter(prefix="/v1", dependencies=[DENY_UNDECLARED])
+api_router.include_router(accounts_router)
+api_router.include_router(audit_router)

@@ -1,0 +1,186 @@
+"""Login sessions: password login with brute-force limits, refresh rotation, logout.
+
+A login starts a *family*; each refresh spends the presented token and issues
+the next one in the family. Presenting a spent token again means it was
+copied: the whole family is revoked (its access tokens stop working too, since
+principal resolution checks the family). Refusals that must leave evidence (an
+audit event, a revoked family) are returned as :class:`Rejected`, so the
+request's transaction still commits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from limits import RateLimitItem
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly.accounts import repository
+from orderly.accounts.schemas import Principal, Rejected, Role, TokenPair, TokenRequest
+from orderly.accounts.security import Security
+from orderly.accounts.service import (
+    invalidate,
+    normalise_email,
+    session_cache_key,
+)
+from orderly.accounts.tokens import issue_access_token
+from orderly.audit import service as audit
+from orderly.audit.schemas import AuditContext
+from orderly.core.crypto import opaque_token, token_digest
+from orderly.core.telemetry import REGISTRY, get_logger
+from orderly.errors import Unauthorized
+
+log = get_logger(__name__)
+
+LOGIN_ATTEMPTS = Counter(
+    "orderly_login_attempts_total",
+    "Password logins by outcome (succeeded, failed, rate_limited).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "orderly_token_refreshes_total",
+    "Refresh-token uses by outcome (rotated, rejected, reuse_detected).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+
+BAD_CREDENTIALS = "Invalid e-mail or password."
+BAD_REFRESH = "The refresh token is invalid or has been revoked."
+TOO_MANY = "Too many failed logins; try again later."
+# One client address may fail this many times the per-account allowance (shared NATs, offices).
+IP_LIMIT_FACTOR = 5
+
+
+def login_limits(sec: Security) -> tuple[RateLimitItem, RateLimitItem]:
+    """The per-account and per-IP failure allowances derived from ORDERLY_LOGIN_RATE_LIMIT."""
+    per_account = sec.limits.limiter.item(sec.settings.login_rate_limit)
+    per_ip = type(per_account)(per_account.amount * IP_LIMIT_FACTOR, per_account.multiples)
+    return per_account, per_ip
+
+
+async def _issue(
+    session: AsyncSession, sec: Security, user_id: uuid.UUID, role: Role, family_id: uuid.UUID
+) -> TokenPair:
+    refresh = opaque_token()
+    expires_at = datetime.now(UTC) + timedelta(seconds=sec.settings.refresh_token_ttl_seconds)
+    await repository.add_refresh_token(session, family_id, token_digest(refresh), expires_at)
+    access, ttl = issue_access_token(sec.settings, user_id=user_id, role=role, session_id=family_id)
+    return TokenPair(access_token=access, expires_in=ttl, refresh_token=refresh)
+
+
+async def login(
+    session: AsyncSession,
+    sec: Security,
+    data: TokenRequest,
+    context: AuditContext,
+) -> TokenPair | Rejected:
+    """Exchange e-mail and password for a token pair, or refuse with one generic message.
+
+    Unknown e-mail and wrong password take the same path and time (a dummy hash
+    is verified). Failures count per account and per client address; once
+    either allowance is used up, even the right password gets 429 until the
+    window moves on.
+    """
+    email = normalise_email(data.email)
+    limiter = sec.limits.limiter
+    per_account, per_ip = login_limits(sec)
+    ip = context.ip or "unknown"
+    for item, keys in ((per_account, ("login", "account", email)), (per_ip, ("login", "ip", ip))):
+        status = await limiter.peek(item, *keys)
+        if not status.allowed:
+            LOGIN_ATTEMPTS.labels("rate_limited").inc()
+            log.warning("login_rate_limited", scope=keys[1])
+            return Rejected(status.error(TOO_MANY))
+
+    user = await repository.get_by_email(session, email)
+    if user is None:
+        await asyncio.to_thread(sec.passwords.burn, data.password)
+        reason = "unknown_account"
+    elif not await asyncio.to_thread(sec.passwords.verify, user.password_hash, data.password):
+        reason = "wrong_password"
+    elif user.disabled_at is not None:
+        reason = "disabled"
+    else:
+        reason = None
+
+    if reason is not None or user is None:
+        account_status = await limiter.hit(per_account, "login", "account", email)
+        ip_status = await limiter.hit(per_ip, "login", "ip", ip)
+        actor = context.with_actor(user.id, user.role) if user else context
+        await audit.record(
+            session,
+            actor,
+            "auth.login_failed",
+            target_type="user" if user else None,
+            target_id=user.id if user else None,
+            details={"reason": reason or "unknown_account"},
+        )
+        LOGIN_ATTEMPTS.labels("failed").inc()
+        log.warning("login_failed", reason=reason, user_id=str(user.id) if user else None)
+        for status in (account_status, ip_status):
+            if not status.allowed or status.remaining == 0:
+                return Rejected(status.error(TOO_MANY))
+        return Rejected(Unauthorized(BAD_CREDENTIALS))
+
+    if sec.passwords.needs_rehash(user.password_hash):
+        user.password_hash = await asyncio.to_thread(sec.passwords.hash, data.password)
+        log.info("password_rehashed", user_id=str(user.id))
+    await limiter.reset(per_account, "login", "account", email)
+    family_id = await repository.create_family(session, user.id)
+    pair = await _issue(session, sec, user.id, Role(user.role), family_id)
+    LOGIN_ATTEMPTS.labels("succeeded").inc()
+    log.info("login_succeeded", user_id=str(user.id))
+    return pair
+
+
+async def refresh(
+    session: AsyncSession, sec: Security, refresh_token: str, context: AuditContext
+) -> TokenPair | Rejected:
+    """Spend a refresh token for a new pair; a spent token presented again revokes its family."""
+    digest = token_digest(refresh_token)
+    spent = await repository.spend_refresh_token(session, digest)
+    if spent is not None:
+        state = await repository.auth_state(session, spent.user_id, spent.family_id)
+        if spent.expires_at <= datetime.now(UTC) or state is None or state.disabled:
+            TOKEN_REFRESHES.labels("rejected").inc()
+            return Rejected(Unauthorized(BAD_REFRESH))
+        pair = await _issue(session, sec, spent.user_id, Role(state.role), spent.family_id)
+        TOKEN_REFRESHES.labels("rotated").inc()
+        return pair
+
+    owner = await repository.find_refresh_token(session, digest)
+    if owner is not None and owner.spent and not owner.revoked:
+        await repository.revoke_family(session, owner.family_id, "refresh_token_reused")
+        await invalidate(session, sec.limits.cache, session_cache_key(owner.family_id))
+        await audit.record(
+            session,
+            context.with_actor(owner.user_id, None),
+            "auth.refresh_token_reused",
+            target_type="session",
+            target_id=owner.family_id,
+            details={"effect": "session revoked"},
+        )
+        TOKEN_REFRESHES.labels("reuse_detected").inc()
+        log.warning("refresh_token_reused", user_id=str(owner.user_id))
+    else:
+        TOKEN_REFRESHES.labels("rejected").inc()
+    return Rejected(Unauthorized(BAD_REFRESH))
+
+
+async def logout(
+    session: AsyncSession, sec: Security, principal: Principal, refresh_token: str | None
+) -> None:
+    """End the caller's login session (and the one of *refresh_token*, if it is the caller's)."""
+    families = {principal.session_id} if principal.session_id else set()
+    if refresh_token:
+        owner = await repository.find_refresh_token(session, token_digest(refresh_token))
+        if owner is not None and owner.user_id == principal.id:
+            families.add(owner.family_id)
+    for family_id in families:
+        await repository.revoke_family(session, family_id, "logout")
+    await invalidate(session, sec.limits.cache, *(session_cache_key(f) for f in families))
+    log.info("logout", user_id=str(principal.id))

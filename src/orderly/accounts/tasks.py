@@ -1,0 +1,35 @@
+"""Accounts jobs: re-encrypt personal data under the newest key after a rotation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orderly.accounts import service
+from orderly.config import Settings
+from orderly.core.crypto import FieldCipher
+from orderly.core.jobs import JobContext, Task, enqueue, task
+from orderly.core.telemetry import get_logger
+
+log = get_logger(__name__)
+
+REENCRYPT_BATCH = 200
+
+
+@task("accounts.reencrypt_pii", schedule="17 * * * *", timeout=300)
+async def reencrypt_pii(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Re-seal one batch of stale rows, then chain another job while stale rows remain.
+
+    Runs hourly (and on demand): after a new key is put first in
+    ORDERLY_ENCRYPTION_KEYS, rows drift to it in short transactions; once none
+    is left under the old key, that key can be removed from the list.
+    """
+    settings = ctx.resource(Settings)
+    cipher = FieldCipher(settings.encryption_key_list)
+    batch = int(payload.get("batch", REENCRYPT_BATCH))
+    changed = await service.reencrypt_pii(ctx.session, cipher, batch=batch)
+    log.info("pii_reencrypted", rows=changed, key_id=cipher.current_key_id)
+    if changed == batch:
+        await enqueue(ctx.session, "accounts.reencrypt_pii", {"batch": batch})
+
+
+TASKS: list[Task] = [reencrypt_pii]

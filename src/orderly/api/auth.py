@@ -1,0 +1,236 @@
+"""Authentication and authorization for every route: each one declares a policy.
+
+A route is either public (``dependencies=[PUBLIC]``) or names its roles
+through a principal dependency::
+
+    @router.get("/orders/{id}")
+    async def read(user: CurrentUser, ...)          # any signed-in user
+    async def adjust(user: StaffUser, ...)          # staff or admin
+    async def grant(user: AdminUser, ...)           # admin only
+    async def custom(user: Annotated[Principal, Depends(require_roles(Role.staff))], ...)
+
+Enforcement is central in two ways: the ``/v1`` router carries
+:data:`DENY_UNDECLARED`, which refuses any route that declared nothing (deny by
+default), and ``tests/accounts/test_route_policy.py`` fails the build for such
+a route. Resource ownership stays the service's job: use
+``Principal.may_see(owner_id)`` and answer 404 to strangers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from orderly.accounts.schemas import ALL_ROLES, STAFF_ROLES, Principal, Rejected, Role
+from orderly.accounts.security import Security
+from orderly.accounts.service import resolve_principal
+from orderly.accounts.tokens import decode_access_token
+from orderly.api.deps import Session
+from orderly.api.problems import problem_response, status_for
+from orderly.audit.schemas import AuditContext
+from orderly.core.limits import Limits
+from orderly.core.telemetry import current_request_id
+from orderly.errors import Forbidden, OrderlyError, Unauthorized
+
+__all__ = [
+    "DENY_UNDECLARED",
+    "PUBLIC",
+    "PUBLIC_BY_DESIGN",
+    "AdminUser",
+    "CurrentUser",
+    "Origin",
+    "Policy",
+    "Principal",
+    "RateLimits",
+    "Role",
+    "SecurityRuntime",
+    "StaffUser",
+    "require_roles",
+    "route_policy",
+    "unguarded_routes",
+]
+
+POLICY_ATTR = "__orderly_policy__"
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="orderly"'}
+
+# Outside /v1 and public by design: probes, metrics (scraped on the private network), API docs.
+PUBLIC_BY_DESIGN: frozenset[str] = frozenset(
+    {"/livez", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Who may call a route: anyone (``public``) or principals with one of ``roles``."""
+
+    roles: frozenset[Role]
+    public: bool = False
+
+
+def _declare(policy: Policy) -> Callable[[Any], Any]:
+    def tag(dependency: Any) -> Any:
+        setattr(dependency, POLICY_ATTR, policy)
+        return dependency
+
+    return tag
+
+
+# ---------------------------------------------------------------- per-process runtime
+
+
+def get_limits(request: Request) -> Limits:
+    """The process's rate limiter and cache (Redis when configured), built on first use."""
+    limits: Limits | None = getattr(request.app.state, "limits", None)
+    if limits is None:
+        limits = Limits.from_settings(request.app.state.settings)
+        request.app.state.limits = limits
+    return limits
+
+
+def get_security(request: Request) -> Security:
+    """Hashing, field encryption and limits for accounts, built on first use."""
+    security: Security | None = getattr(request.app.state, "security", None)
+    if security is None:
+        security = Security.from_settings(request.app.state.settings, get_limits(request))
+        request.app.state.security = security
+    return security
+
+
+RateLimits = Annotated[Limits, Depends(get_limits)]
+SecurityRuntime = Annotated[Security, Depends(get_security)]
+
+
+def _origin(request: Request) -> AuditContext:
+    user_agent = request.headers.get("user-agent")
+    return AuditContext(
+        ip=request.client.host if request.client else None,
+        user_agent=user_agent[:512] if user_agent else None,
+        request_id=current_request_id(),
+    )
+
+
+Origin = Annotated[AuditContext, Depends(_origin)]
+"""Where the request comes from (IP, user agent, request id); add the actor with ``with_actor``."""
+
+
+# ---------------------------------------------------------------- authentication
+
+_bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/auth/token")
+
+
+async def _authenticate(
+    request: Request,
+    session: Session,
+    security: SecurityRuntime,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Unauthorized("An access token is required.", headers=WWW_AUTHENTICATE)
+    try:
+        claims = decode_access_token(security.settings, credentials.credentials)
+        principal = await resolve_principal(session, security, claims)
+    except Unauthorized as exc:
+        exc.headers.update(WWW_AUTHENTICATE)
+        raise
+    request.state.principal = principal
+    return principal
+
+
+def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and admits only *roles* (else 401/403)."""
+    allowed = frozenset(Role(role) for role in roles)
+    if not allowed:
+        raise ValueError("require_roles needs at least one role; use PUBLIC for open routes")
+
+    async def principal_with_role(
+        principal: Annotated[Principal, Depends(_authenticate)],
+    ) -> Principal:
+        if principal.role not in allowed:
+            raise Forbidden("Your role does not allow this action.")
+        return principal
+
+    _declare(Policy(allowed))(principal_with_role)
+    return principal_with_role
+
+
+authenticated = require_roles(*ALL_ROLES)
+CurrentUser = Annotated[Principal, Depends(authenticated)]
+"""Any signed-in user (customer, staff or admin)."""
+StaffUser = Annotated[Principal, Depends(require_roles(*STAFF_ROLES))]
+"""Staff or admin."""
+AdminUser = Annotated[Principal, Depends(require_roles(Role.admin))]
+"""Admin only."""
+
+
+@_declare(Policy(frozenset(), public=True))
+def public() -> None:
+    """Marks a route as open to anonymous callers (a deliberate, visible decision)."""
+
+
+PUBLIC = Depends(public)
+
+
+# ---------------------------------------------------------------- policy inspection
+
+
+def _declared(dependant: Any) -> Iterator[Policy]:
+    for sub in dependant.dependencies:
+        policy = getattr(sub.call, POLICY_ATTR, None)
+        if isinstance(policy, Policy):
+            yield policy
+        yield from _declared(sub)
+
+
+def route_policy(route: APIRoute) -> Policy | None:
+    """The effective policy of *route*: the roles every declared policy admits, or None."""
+    policies = list(_declared(route.dependant))
+    role_policies = [p for p in policies if not p.public]
+    if role_policies:
+        roles = frozenset.intersection(*(p.roles for p in role_policies))
+        return Policy(roles)
+    if policies:
+        return Policy(frozenset(), public=True)
+    return None
+
+
+def unguarded_routes(app: FastAPI) -> list[str]:
+    """``METHOD path`` of every route with no declared policy (outside PUBLIC_BY_DESIGN)."""
+    missing: list[str] = []
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path in PUBLIC_BY_DESIGN:
+            continue
+        if isinstance(route, APIRoute) and route_policy(route) is not None:
+            continue
+        methods = sorted(getattr(route, "methods", None) or {"*"})
+        missing.append(f"{','.join(methods)} {path}")
+    return missing
+
+
+async def _deny_undeclared(request: Request) -> None:
+    route = request.scope.get("route")
+    declared: bool | None = getattr(route, "_orderly_policy_declared", None)
+    if declared is None:
+        declared = isinstance(route, APIRoute) and route_policy(route) is not None
+        if route is not None:
+            route._orderly_policy_declared = declared  # computed once per route
+    if not declared:
+        raise Forbidden("This route declares no access policy.")
+
+
+DENY_UNDECLARED = Depends(_deny_undeclared)
+"""Router-level guard: a route that declared no policy refuses every caller (deny by default)."""
+
+
+def rejection_response(rejected: Rejected | OrderlyError) -> Response:
+    """Render a refusal as problem+json *without* raising, so the request still commits."""
+    error = rejected.error if isinstance(rejected, Rejected) else rejected
+    return problem_response(
+        status_for(error), error.code, error.detail, title=error.title, headers=error.headers
+    )

@@ -1,0 +1,1 @@
+"""Audit trail: an append-only, hash-chained log of privileged and security-relevant actions."""

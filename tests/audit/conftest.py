@@ -1,0 +1,17 @@
+"""Audit tests run with argon2id at a cheap (but real) cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orderly.config import Settings
+from tests.conftest import make_settings
+from tests.support.accounts import CHEAP_HASHING
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Test settings with cheap password hashing."""
+    return make_settings(database_url, tmp_path, **CHEAP_HASHING)
