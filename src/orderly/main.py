@@ -15,7 +15,7 @@ from orderly.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from orderly.api.router import api_router
 from orderly.config import Settings
 from orderly.core.db import Database
-from orderly.core.jobs import Task, Worker
+from orderly.core.jobs import QueueDepthMonitor, Task, Worker
 from orderly.core.telemetry import configure_tracing, get_logger
 
 log = get_logger(__name__)
@@ -41,6 +41,7 @@ def create_app(
         )
         _instrument_sql(database)
         app.state.database = database
+        app.state.queue_monitor = QueueDepthMonitor(database)
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker:

@@ -9,4 +9,6 @@ def load_all() -> None:
     import orderly.accounts.models
     import orderly.audit.models
     import orderly.catalog.models
+    import orderly.core.idempotency
+    import orderly.notifications.models
     import orderly.orders.models  # noqa: F401

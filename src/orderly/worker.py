@@ -14,14 +14,34 @@ from orderly.core.jobs import Task, Worker, WorkerOptions
 def all_tasks() -> list[Task]:
     """Every task orderly knows, by domain."""
     from orderly.accounts import tasks as accounts
-    from orderly.core import maintenance
+    from orderly.catalog import tasks as catalog
+    from orderly.core import idempotency, maintenance
+    from orderly.notifications import tasks as notifications
+    from orderly.orders import tasks as orders
 
-    return [*maintenance.TASKS, *accounts.TASKS]
+    return [
+        *maintenance.TASKS,
+        *accounts.TASKS,
+        *idempotency.TASKS,
+        *notifications.TASKS,
+        *catalog.TASKS,
+        *orders.TASKS,
+    ]
 
 
 def build_resources(settings: Settings) -> dict[type[Any], Any]:
     """Shared objects tasks reach through ``JobContext.resource`` (mailer, HTTP clients…)."""
-    return {Settings: settings}
+    from orderly.core.crypto import FieldCipher
+    from orderly.core.outbound import Breakers
+    from orderly.notifications import tasks as notifications
+
+    breakers = Breakers()  # one registry per process: every outbound dependency's circuit
+    return {
+        Settings: settings,
+        FieldCipher: FieldCipher(settings.encryption_key_list),
+        Breakers: breakers,
+        **notifications.build_resources(settings, breakers),
+    }
 
 
 def build_worker(

@@ -94,6 +94,12 @@ ORDER_EVENTS = Counter(
     ["event"],
     registry=REGISTRY,
 )
+LOAD_SHED = Counter(
+    "orderly_load_shed_total",
+    "Requests refused with 503 overloaded to protect the system, by what was shed.",
+    ["what"],
+    registry=REGISTRY,
+)
 
 
 def render_metrics() -> bytes:

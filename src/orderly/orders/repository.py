@@ -25,7 +25,10 @@ SELECT o.id, o.user_id, o.status, o.total_cents, o.currency, o.payment_method,
 
 def _decode(row: asyncpg.Record) -> dict[str, Any]:
     values = dict(row)
-    values["items"] = orjson.loads(values["items"]) if values["items"] else []
+    items = values["items"]
+    # SQLAlchemy's asyncpg dialect installs a json codec on its connections (objects come
+    # back decoded); a plain asyncpg connection returns text.
+    values["items"] = orjson.loads(items) if isinstance(items, str) else (items or [])
     return values
 
 
@@ -156,3 +159,14 @@ async def events(session: AsyncSession, order_id: uuid.UUID) -> list[asyncpg.Rec
             order_id,
         )
     )
+
+
+async def paid_at(session: AsyncSession, order_id: uuid.UUID) -> datetime | None:
+    """When the order became paid (stable across retries: webhook bodies must not change)."""
+    conn = await raw_connection(session)
+    value: datetime | None = await conn.fetchval(
+        """SELECT created_at FROM order_event
+            WHERE order_id = $1 AND to_status = 'paid' ORDER BY id LIMIT 1""",
+        order_id,
+    )
+    return value

@@ -1,0 +1,1 @@
+"""The admin view of background jobs: list by status, retry dead ones."""

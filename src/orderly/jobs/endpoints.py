@@ -1,0 +1,62 @@
+"""Admin routes over the job queue (PRODUCT.md §5 Jobs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from orderly import errors
+from orderly.api.auth import AdminUser, Origin
+from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.problems import responses_for
+from orderly.audit import service as audit
+from orderly.core import jobs
+from orderly.jobs.schemas import JobPage, JobRead
+
+router = APIRouter(prefix="/admin/jobs", tags=["jobs"])
+
+
+@router.get("", responses=responses_for(errors.Forbidden, errors.Unauthorized))
+async def list_jobs(
+    session: Session,
+    user: AdminUser,
+    page: Page,
+    status: Annotated[jobs.JobStatus | None, Query()] = None,
+) -> JobPage:
+    """Unfinished jobs, newest first; ``failed`` = waiting for a retry, ``dead`` = out of tries."""
+    after = None
+    if page.cursor is not None:
+        try:
+            after = int(page.cursor["id"])
+        except (KeyError, ValueError):
+            raise errors.InvalidInput("malformed cursor", field="cursor") from None
+    records = await jobs.list_jobs(session, status=status, limit=page.limit + 1, after_id=after)
+    shown = records[: page.limit]
+    cursor = encode_cursor({"id": str(shown[-1].id)}) if len(records) > page.limit else None
+    return JobPage(
+        data=[JobRead(**dataclasses.asdict(record)) for record in shown], next_cursor=cursor
+    )
+
+
+@router.post(
+    "/{job_id}/retry",
+    responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
+)
+async def retry_job(job_id: int, session: Session, user: AdminUser, origin: Origin) -> JobRead:
+    """Re-queue a dead job now, with a fresh attempt budget (audited)."""
+    if not await jobs.retry_dead(session, job_id):
+        if await jobs.get_job(session, job_id) is None:
+            raise errors.NotFound("No such job (finished jobs leave the queue).")
+        raise errors.Conflict("Only dead jobs can be retried.")
+    await audit.record(
+        session,
+        origin.with_actor(user.id, user.role),
+        "job.retried",
+        target_type="job",
+        target_id=str(job_id),
+    )
+    record = await jobs.get_job(session, job_id)
+    assert record is not None
+    return JobRead(**dataclasses.asdict(record))

@@ -1,0 +1,202 @@
+"""Order routes: place (customer), read and list (own; staff all), cancel, warehouse callback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from orderly import errors
+from orderly.accounts.schemas import Principal, Role
+from orderly.api.auth import PUBLIC, AdminUser, CurrentUser, Origin, RateLimits, SecurityRuntime
+from orderly.api.auth import require_roles as roles
+from orderly.api.deps import AppSettings, Page, Session, encode_cursor
+from orderly.api.idempotency import Idempotency
+from orderly.api.problems import responses_for
+from orderly.audit import service as audit
+from orderly.core.jobs import QueueDepthMonitor
+from orderly.core.telemetry import LOAD_SHED
+from orderly.notifications.webhooks import verify_webhook
+from orderly.orders import service
+from orderly.orders.schemas import OrderCreate, OrderPage, OrderRead, OrderStatus, WarehouseEvent
+
+router = APIRouter(tags=["orders"])
+CustomerUser = Annotated[Principal, Depends(roles(Role.customer))]
+
+
+async def _admit(request: Request, settings: AppSettings) -> AsyncIterator[None]:
+    """Shed new orders while the job queue is over its limit (503 before any work)."""
+    monitor: QueueDepthMonitor = request.app.state.queue_monitor
+    if await monitor.depth() >= settings.max_queue_depth:
+        LOAD_SHED.labels("orders").inc()
+        raise errors.Overloaded(5, "The order queue is full; retry shortly.")
+    yield
+    monitor.note_enqueued(1)
+
+
+def _after(cursor: dict[str, str] | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        return datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["id"])
+    except (KeyError, ValueError):
+        raise errors.InvalidInput("malformed cursor", field="cursor") from None
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderRead,
+    dependencies=[Depends(_admit, scope="function")],
+    responses=responses_for(
+        errors.OutOfStock,
+        errors.RateLimited,
+        errors.Overloaded,
+        errors.IdempotencyKeyReused,
+        errors.IdempotencyKeyInUse,
+    ),
+)
+async def place_order(
+    data: OrderCreate,
+    session: Session,
+    user: CustomerUser,
+    idempotency: Idempotency,
+    limits: RateLimits,
+    security: SecurityRuntime,
+) -> Response:
+    """Place an order: stock is reserved in the same transaction, or 409 out_of_stock."""
+    rate = await limits.limiter.enforce(security.settings.order_rate_limit, "orders", str(user.id))
+    return await idempotency.run(
+        session,
+        principal=str(user.id),
+        operation=lambda: service.place(session, user.id, data, security.cipher),
+        status_code=201,
+        headers=rate.headers(),
+    )
+
+
+@router.get("/orders", responses=responses_for(errors.Unauthorized))
+async def list_orders(
+    session: Session,
+    user: CurrentUser,
+    page: Page,
+    status: Annotated[OrderStatus | None, Query()] = None,
+) -> OrderPage:
+    """The caller's orders, newest first (staff and admins see everyone's)."""
+    items, last = await service.list_orders(
+        session,
+        viewer_id=user.id,
+        sees_all=user.is_staff,
+        status=status,
+        limit=page.limit,
+        after=_after(page.cursor),
+    )
+    cursor = encode_cursor({"t": last[0].isoformat(), "id": str(last[1])}) if last else None
+    return OrderPage(data=items, next_cursor=cursor)
+
+
+@router.get("/orders/{order_id}", responses=responses_for(errors.NotFound))
+async def get_order(
+    order_id: uuid.UUID, session: Session, user: CurrentUser, security: SecurityRuntime
+) -> OrderRead:
+    """One order with its shipping address; another customer's order is 404."""
+    return await service.get(
+        session, order_id, viewer_id=user.id, sees_all=user.is_staff, cipher=security.cipher
+    )
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderRead,
+    responses=responses_for(errors.NotFound, errors.Conflict),
+)
+async def cancel_order(
+    order_id: uuid.UUID,
+    session: Session,
+    user: CurrentUser,
+    idempotency: Idempotency,
+    origin: Origin,
+) -> Response:
+    """Cancel a pending or paid order: stock returns, a paid order is refunded."""
+
+    async def cancel() -> OrderRead:
+        order = await service.load_for_change(
+            session, order_id, viewer_id=user.id, sees_all=user.is_staff
+        )
+        previous = await service.cancel_pending_or_paid(session, order, actor_id=user.id)
+        if previous == "paid" or user.is_staff:
+            await audit.record(
+                session,
+                origin.with_actor(user.id, user.role),
+                "order.cancelled",
+                target_type="order",
+                target_id=order_id,
+                details={"previous_status": previous},
+            )
+        return service.to_read(order)
+
+    return await idempotency.run(session, principal=str(user.id), operation=cancel, status_code=200)
+
+
+@router.post(
+    "/orders/{order_id}/mark-paid",
+    response_model=OrderRead,
+    responses=responses_for(errors.NotFound, errors.Conflict),
+)
+async def mark_paid(
+    order_id: uuid.UUID,
+    session: Session,
+    user: AdminUser,
+    idempotency: Idempotency,
+    origin: Origin,
+) -> Response:
+    """Admin stand-in for a payment (until payments land): pending → paid, audited."""
+
+    async def pay() -> OrderRead:
+        order = await service.load_for_change(session, order_id, viewer_id=user.id, sees_all=True)
+        await service.mark_paid(session, order, actor_id=user.id, payment_method="manual")
+        await audit.record(
+            session,
+            origin.with_actor(user.id, user.role),
+            "order.marked_paid",
+            target_type="order",
+            target_id=order_id,
+        )
+        return service.to_read(order)
+
+    return await idempotency.run(session, principal=str(user.id), operation=pay, status_code=200)
+
+
+@router.post(
+    "/webhooks/warehouse",
+    dependencies=[PUBLIC],
+    responses=responses_for(errors.Unauthorized, errors.NotFound, errors.Conflict),
+)
+async def warehouse_callback(
+    request: Request, session: Session, settings: AppSettings, origin: Origin
+) -> dict[str, str]:
+    """The warehouse's signed callback: ``shipped`` → fulfilled; replays change nothing."""
+    if settings.warehouse_webhook_secret is None:
+        raise errors.NotFound("No warehouse is configured.")
+    body = await request.body()
+    verified = verify_webhook(settings.warehouse_webhook_secret, body, request.headers)
+    try:
+        event = WarehouseEvent.model_validate_json(body)
+    except ValidationError:
+        raise errors.InvalidInput("expected {order_id, event: 'shipped'}", field="body") from None
+    changed = await service.fulfil_from_warehouse(session, event.order_id)
+    if changed:
+        await audit.record(
+            session,
+            origin,
+            "order.fulfilled",
+            target_type="order",
+            target_id=event.order_id,
+            details={"webhook_id": verified.webhook_id},
+        )
+    return {"status": "fulfilled", "applied": "true" if changed else "false"}

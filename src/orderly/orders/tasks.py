@@ -1,0 +1,139 @@
+"""Order jobs: the customer's e-mails and the warehouse webhook.
+
+Both are enqueued in the transaction that changed the order and rendered here,
+in the worker, so the request path does no extra reads. Each sends at most
+once per event key (notifications service), whatever the retries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from orderly.accounts import service as accounts_service
+from orderly.config import Settings
+from orderly.core.crypto import FieldCipher
+from orderly.core.jobs import JobContext, RetryPolicy, task
+from orderly.core.telemetry import get_logger
+from orderly.notifications import service as notifications
+from orderly.notifications.mailer import Mailer
+from orderly.notifications.schemas import EmailJob, WebhookJob
+from orderly.notifications.webhooks import WebhookSender
+from orderly.orders import repository
+from orderly.orders import service as orders_service
+
+log = get_logger(__name__)
+
+EMAIL_RETRY = RetryPolicy(max_attempts=12, base_delay=5.0, max_delay=1800.0)
+WEBHOOK_RETRY = RetryPolicy(max_attempts=14, base_delay=5.0, max_delay=3600.0)
+
+_SUBJECTS = {
+    "confirmation": "We received your order {short}",
+    "payment": "Payment received for order {short}",
+    "cancellation": "Your order {short} was cancelled",
+}
+
+
+class OrderEmail(BaseModel):
+    """Payload of ``orders.send_order_email``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: uuid.UUID
+    kind: Literal["confirmation", "payment", "cancellation"]
+
+
+class OrderRef(BaseModel):
+    """Payload of ``orders.notify_warehouse``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: uuid.UUID
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"
+
+
+def render_email(order: dict[str, Any], kind: str, name: str | None) -> tuple[str, str]:
+    """Subject and plain-text body of an order e-mail."""
+    short = str(order["id"])
+    lines = [f"Hello {name}," if name else "Hello,", ""]
+    if kind == "confirmation":
+        lines.append(f"Thank you for your order {order['id']}.")
+    elif kind == "payment":
+        lines.append(f"We received the payment for your order {order['id']}.")
+    else:
+        lines.append(f"Your order {order['id']} was cancelled; any payment is refunded.")
+    lines.append("")
+    for item in order["items"]:
+        unit = _money(int(item["unit_price_cents"]), order["currency"])
+        lines.append(f"  {item['quantity']} x {item['product_id']}  @ {unit}")
+    lines += ["", f"Total: {_money(int(order['total_cents']), order['currency'])}", "", "orderly"]
+    return _SUBJECTS[kind].format(short=short), "\n".join(lines)
+
+
+@task(orders_service.EMAIL_TASK, retry=EMAIL_RETRY, timeout=60)
+async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """E-mail the customer about their order (confirmation, payment or cancellation)."""
+    job = OrderEmail.model_validate(payload)
+    order = await repository.get_order(ctx.session, job.order_id)
+    if order is None:
+        log.warning("order_email_skipped", order_id=str(job.order_id), reason="order not found")
+        return
+    contact = await accounts_service.contact(
+        ctx.session, order["user_id"], ctx.resource(FieldCipher)
+    )
+    subject, body = render_email(order, job.kind, contact.name)
+    await notifications.send_email(
+        ctx.session,
+        ctx.resource(Mailer),
+        EmailJob(
+            event_key=f"order:{job.order_id}:{job.kind}",
+            to=contact.email,
+            subject=subject,
+            body=body,
+        ),
+        sender=ctx.resource(Settings).mail_from,
+        attempt=ctx.attempt,
+    )
+
+
+@task(orders_service.WAREHOUSE_TASK, retry=WEBHOOK_RETRY, timeout=60)
+async def notify_warehouse(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Tell the warehouse a paid order is ready to ship (Standard Webhooks, signed)."""
+    job = OrderRef.model_validate(payload)
+    order = await repository.get_order(ctx.session, job.order_id)
+    if order is None:
+        log.warning("warehouse_skipped", order_id=str(job.order_id), reason="order not found")
+        return
+    paid_at = await repository.paid_at(ctx.session, job.order_id)
+    if paid_at is None:
+        log.warning("warehouse_skipped", order_id=str(job.order_id), reason="never paid")
+        return
+    address = orders_service.address_json(order, ctx.resource(FieldCipher))
+    await notifications.deliver_webhook(
+        ctx.session,
+        ctx.resource(WebhookSender),
+        WebhookJob(
+            event_key=f"order:{job.order_id}:paid",
+            event_type="order.paid",
+            data={
+                "order_id": str(job.order_id),
+                "items": [
+                    {"product_id": str(i["product_id"]), "quantity": i["quantity"]}
+                    for i in order["items"]
+                ],
+                "total_cents": order["total_cents"],
+                "currency": order["currency"],
+                "shipping_address": address,
+            },
+            occurred_at=paid_at,
+        ),
+        attempt=ctx.attempt,
+    )
+
+
+TASKS = [send_order_email, notify_warehouse]
