@@ -37,6 +37,8 @@ STATUS_BY_KIND: dict[type[errors.OrderlyError], int] = {
     errors.RateLimited: 429,
     errors.Overloaded: 503,
     errors.Unavailable: 503,
+    errors.IdempotencyKeyReused: 422,
+    errors.IdempotencyKeyInUse: 409,
 }
 
 _CODE_BY_STATUS = {
@@ -126,6 +128,11 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 async def _orderly_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.OrderlyError)
+    return error_response(exc)
+
+
+def error_response(exc: errors.OrderlyError) -> Response:
+    """The problem+json response for a domain error (also stored by idempotency keys)."""
     field_errors = None
     if isinstance(exc, errors.InvalidInput):
         field_errors = [{"field": exc.field or "body", "message": exc.detail}]
