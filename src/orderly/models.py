@@ -10,5 +10,7 @@ def load_all() -> None:
     import orderly.audit.models
     import orderly.catalog.models
     import orderly.core.idempotency
+    import orderly.ledger.models
     import orderly.notifications.models
-    import orderly.orders.models  # noqa: F401
+    import orderly.orders.models
+    import orderly.payments.models  # noqa: F401

@@ -16,6 +16,7 @@ def all_tasks() -> list[Task]:
     from orderly.accounts import tasks as accounts
     from orderly.catalog import tasks as catalog
     from orderly.core import idempotency, maintenance
+    from orderly.ledger import tasks as ledger
     from orderly.notifications import tasks as notifications
     from orderly.orders import tasks as orders
 
@@ -26,6 +27,7 @@ def all_tasks() -> list[Task]:
         *notifications.TASKS,
         *catalog.TASKS,
         *orders.TASKS,
+        *ledger.TASKS,
     ]
 
 

@@ -1,0 +1,375 @@
+"""Ledger use cases: wallets, credit grants, paying and refunding with credits, verification.
+
+Every mutation is idempotent by a key the caller supplies (the admin's
+transaction id, the payment reference) and is written by one statement, so it
+either happens entirely or not at all. Functions flush nothing of their own and
+never commit: the request or job that calls them owns the transaction.
+
+Sign convention: entries are signed so each transaction sums to zero. Wallets
+and revenue grow with positive entries; ``credits_issued`` and
+``card_clearing`` are their counterparts and run negative.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly import errors
+from orderly.ledger import repository as repo
+from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
+
+WALLET_CURRENCY = "USD"
+_NAMESPACE = uuid.UUID("6f1c2a3e-7d84-4a35-9a0e-5b2f0c4d1e77")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+GRANT, PAYMENT, REFUND = "grant", "payment", "refund"
+CARD_PAYMENT, CARD_REFUND = "card_payment", "card_refund"
+
+
+def system_account(kind: str, currency: str) -> tuple[uuid.UUID, str]:
+    """The id (deterministic, so no lookup is needed) and kind of a system account."""
+    return uuid.uuid5(_NAMESPACE, f"{kind}:{currency}"), kind
+
+
+@dataclasses.dataclass(frozen=True)
+class Wallet:
+    """A customer's credits: balance in minor units of one currency."""
+
+    user_id: uuid.UUID
+    balance_cents: int
+    currency: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerTransaction:
+    """One business event in the ledger (its entries sum to zero)."""
+
+    id: uuid.UUID
+    kind: str
+    external_id: str
+    user_id: uuid.UUID | None
+    amount_cents: int
+    currency: str
+    reason: str | None
+    actor_id: uuid.UUID | None
+    reverses_id: uuid.UUID | None
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Posted:
+    """The outcome of an idempotent posting: ``created`` is False for a replay."""
+
+    transaction: LedgerTransaction
+    created: bool
+    balance_cents: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementLine:
+    """A wallet movement as the customer sees it (signed for the wallet)."""
+
+    entry_id: int
+    transaction_id: uuid.UUID
+    kind: str
+    external_id: str
+    amount_cents: int
+    balance_after_cents: int | None
+    currency: str
+    reason: str | None
+    created_at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Violation:
+    """A broken ledger invariant: which check, on what, and how."""
+
+    check: str
+    subject: str
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerReport:
+    """The result of :func:`check_ledger`: violations and per-account-kind totals."""
+
+    violations: list[Violation]
+    totals: list[tuple[str, str, int]]
+
+    @property
+    def ok(self) -> bool:
+        """True when no invariant is broken."""
+        return not self.violations
+
+
+def _transaction(row: repo.TransactionRow) -> LedgerTransaction:
+    return LedgerTransaction(**dataclasses.asdict(row))
+
+
+def _check_amount(amount_cents: int, currency: str) -> None:
+    if isinstance(amount_cents, bool) or not isinstance(amount_cents, int) or amount_cents <= 0:
+        raise errors.InvalidInput(
+            "amount must be a positive integer of minor units", field="amount_cents"
+        )
+    if not _CURRENCY.match(currency):
+        raise errors.InvalidInput("currency must be an ISO 4217 code like USD", field="currency")
+
+
+# ---------------------------------------------------------------- wallets
+
+
+async def get_or_create_wallet(
+    session: AsyncSession, user_id: uuid.UUID, currency: str = WALLET_CURRENCY
+) -> Wallet:
+    """The user's wallet, opened with a zero balance on first use."""
+    row = await repo.ensure_wallet(session, user_id, currency)
+    return Wallet(row.user_id, row.balance_cents, row.currency)
+
+
+async def get_wallet(session: AsyncSession, user_id: uuid.UUID) -> Wallet:
+    """The user's wallet; a user who never had credits reads as an empty wallet (no write)."""
+    row = await repo.get_wallet(session, user_id)
+    if row is None:
+        return Wallet(user_id, 0, WALLET_CURRENCY)
+    return Wallet(row.user_id, row.balance_cents, row.currency)
+
+
+async def balance(session: AsyncSession, user_id: uuid.UUID) -> int:
+    """The wallet balance in minor units (0 without a wallet)."""
+    return (await get_wallet(session, user_id)).balance_cents
+
+
+async def list_wallet_transactions(
+    session: AsyncSession, user_id: uuid.UUID, *, limit: int = 20, before: int | None = None
+) -> list[StatementLine]:
+    """The wallet's movements newest first; pass the last ``entry_id`` as *before* for more."""
+    wallet = await repo.get_wallet(session, user_id)
+    if wallet is None:
+        return []
+    lines = await repo.wallet_statement(session, wallet.id, limit=limit, before_entry=before)
+    return [StatementLine(**dataclasses.asdict(line)) for line in lines]
+
+
+# ---------------------------------------------------------------- postings
+
+
+async def grant_credits(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    amount_cents: int,
+    transaction_id: str,
+    reason: str,
+    actor_id: uuid.UUID | None = None,
+    currency: str = WALLET_CURRENCY,
+) -> Posted:
+    """Credit the wallet once per *transaction_id*.
+
+    The same id with the same values returns the first transaction
+    (``created=False``); with other values it raises :class:`TransactionIdReused`.
+    Raises NotFound when the user does not exist.
+    """
+    _check_amount(amount_cents, currency)
+    existing = await repo.find_transaction(session, GRANT, transaction_id)
+    if existing is None:
+        await _ensure_wallet_for(session, user_id, currency)
+        result = await repo.post_wallet(
+            session,
+            kind=GRANT,
+            external_id=transaction_id,
+            user_id=user_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            wallet_delta=amount_cents,
+            system_account=system_account("credits_issued", currency),
+            reason=reason,
+            actor_id=actor_id,
+        )
+        if result.inserted is not None:
+            return Posted(_transaction(result.inserted), True, result.balance_cents)
+        # A concurrent grant with this id committed first (the insert waited for it).
+        existing = await repo.find_transaction(session, GRANT, transaction_id)
+        if existing is None:
+            await _raise_wallet_currency(session, user_id, currency)
+            raise AssertionError("grant neither written nor found")  # pragma: no cover
+    same = (existing.user_id, existing.amount_cents, existing.currency, existing.reason) == (
+        user_id,
+        amount_cents,
+        currency,
+        reason,
+    )
+    if not same:
+        raise TransactionIdReused(
+            f"transaction_id {transaction_id!r} was already used for a different grant"
+        )
+    return Posted(_transaction(existing), False)
+
+
+async def pay_from_wallet(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    amount_cents: int,
+    currency: str,
+    reference: str,
+    description: str | None = None,
+) -> Posted:
+    """Debit the wallet and credit revenue in one ledger transaction, once per *reference*.
+
+    Raises :class:`InsufficientFunds` (nothing written, the session stays usable)
+    when the wallet holds less; :class:`CurrencyMismatch` when the wallet is in
+    another currency; :class:`TransactionIdReused` when *reference* was paid with
+    other values. A repeat with the same values returns the first payment.
+    """
+    _check_amount(amount_cents, currency)
+    result = await repo.post_wallet(
+        session,
+        kind=PAYMENT,
+        external_id=reference,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        currency=currency,
+        wallet_delta=-amount_cents,
+        system_account=system_account("revenue", currency),
+        reason=description,
+    )
+    if result.inserted is not None:
+        return Posted(_transaction(result.inserted), True, result.balance_cents)
+    existing = await repo.find_transaction(session, PAYMENT, reference)
+    if existing is not None:
+        if (existing.user_id, existing.amount_cents, existing.currency) != (
+            user_id,
+            amount_cents,
+            currency,
+        ):
+            raise TransactionIdReused(f"payment {reference!r} was already made with other values")
+        return Posted(_transaction(existing), False)
+    if not result.wallet_found:
+        await _raise_wallet_currency(session, user_id, currency)
+    raise InsufficientFunds(
+        f"the wallet holds {result.balance_cents or 0} {currency} minor units, "
+        f"{amount_cents} are needed"
+    )
+
+
+async def refund_to_wallet(
+    session: AsyncSession,
+    *,
+    reference: str,
+    reason: str | None = None,
+    actor_id: uuid.UUID | None = None,
+) -> Posted:
+    """Reverse the wallet payment made under *reference*, exactly once.
+
+    Returns the refund (``created=False`` when it already happened). Raises
+    NotFound when no wallet payment has that reference.
+    """
+    payment = await repo.find_transaction(session, PAYMENT, reference)
+    if payment is None or payment.user_id is None:
+        raise errors.NotFound(f"no wallet payment with reference {reference!r}")
+    result = await repo.post_wallet(
+        session,
+        kind=REFUND,
+        external_id=reference,
+        user_id=payment.user_id,
+        amount_cents=payment.amount_cents,
+        currency=payment.currency,
+        wallet_delta=payment.amount_cents,
+        system_account=system_account("revenue", payment.currency),
+        reason=reason,
+        actor_id=actor_id,
+        reverses_id=payment.id,
+    )
+    if result.inserted is not None:
+        return Posted(_transaction(result.inserted), True, result.balance_cents)
+    existing = await repo.find_transaction(session, REFUND, reference)
+    if existing is None:  # pragma: no cover - the payment proves the wallet exists
+        raise AssertionError("refund neither written nor found")
+    return Posted(_transaction(existing), False)
+
+
+async def record_card_payment(
+    session: AsyncSession,
+    *,
+    reference: str,
+    user_id: uuid.UUID | None,
+    amount_cents: int,
+    currency: str,
+    description: str | None = None,
+) -> Posted:
+    """Book a captured card payment (card clearing → revenue), once per *reference*."""
+    _check_amount(amount_cents, currency)
+    row = await repo.post_between_system_accounts(
+        session,
+        kind=CARD_PAYMENT,
+        external_id=reference,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        currency=currency,
+        debit=system_account("card_clearing", currency),
+        credit=system_account("revenue", currency),
+        reason=description,
+    )
+    if row is not None:
+        return Posted(_transaction(row), True)
+    existing = await repo.find_transaction(session, CARD_PAYMENT, reference)
+    assert existing is not None
+    return Posted(_transaction(existing), False)
+
+
+async def record_card_refund(
+    session: AsyncSession, *, reference: str, reason: str | None = None
+) -> Posted:
+    """Book the refund of the card payment booked under *reference*, once."""
+    payment = await repo.find_transaction(session, CARD_PAYMENT, reference)
+    if payment is None:
+        raise errors.NotFound(f"no card payment with reference {reference!r}")
+    row = await repo.post_between_system_accounts(
+        session,
+        kind=CARD_REFUND,
+        external_id=reference,
+        user_id=payment.user_id,
+        amount_cents=payment.amount_cents,
+        currency=payment.currency,
+        debit=system_account("revenue", payment.currency),
+        credit=system_account("card_clearing", payment.currency),
+        reason=reason,
+        reverses_id=payment.id,
+    )
+    if row is not None:
+        return Posted(_transaction(row), True)
+    existing = await repo.find_transaction(session, CARD_REFUND, reference)
+    assert existing is not None
+    return Posted(_transaction(existing), False)
+
+
+async def _ensure_wallet_for(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
+    from asyncpg.exceptions import ForeignKeyViolationError
+
+    try:
+        await repo.ensure_wallet(session, user_id, currency)
+    except ForeignKeyViolationError:
+        raise errors.NotFound("no such user") from None
+
+
+async def _raise_wallet_currency(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
+    wallet = await repo.get_wallet(session, user_id)
+    if wallet is not None and wallet.currency != currency:
+        raise CurrencyMismatch(f"the wallet is kept in {wallet.currency}, not {currency}")
+
+
+# ---------------------------------------------------------------- verification
+
+
+async def check_ledger(session: AsyncSession) -> LedgerReport:
+    """Verify the ledger: every transaction sums to zero, balances equal their entries, no wallet
+    is negative. An empty ``violations`` list means the ledger is sound.
+    """
+    found = await repo.find_violations(session)
+    totals = await repo.totals_by_account_kind(session)
+    return LedgerReport([Violation(v.check, v.subject, v.detail) for v in found], totals)

@@ -1,0 +1,1 @@
+"""Card payments through Stripe: gateway, recorded payments, verified webhooks."""

@@ -1,0 +1,121 @@
+"""Every query on the card payment tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly.core.db import raw_connection
+
+_COLUMNS = (
+    "id, reference, user_id, payment_intent_id, amount_cents, currency, status, refund_id, "
+    "created_at, updated_at"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CardPaymentRow:
+    """A recorded card payment."""
+
+    id: uuid.UUID
+    reference: str
+    user_id: uuid.UUID | None
+    payment_intent_id: str
+    amount_cents: int
+    currency: str
+    status: str
+    refund_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+async def find_by_reference(
+    session: AsyncSession, reference: str, *, for_update: bool = False
+) -> CardPaymentRow | None:
+    """The card payment for *reference* (locked for the transaction with *for_update*)."""
+    conn = await raw_connection(session)
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM card_payment WHERE reference = $1{lock}",  # noqa: S608 - constants
+        reference,
+    )
+    return CardPaymentRow(**dict(row)) if row is not None else None
+
+
+async def find_by_intent(
+    session: AsyncSession, payment_intent_id: str, *, for_update: bool = False
+) -> CardPaymentRow | None:
+    """The card payment for a PaymentIntent id."""
+    conn = await raw_connection(session)
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM card_payment WHERE payment_intent_id = $1{lock}",  # noqa: S608
+        payment_intent_id,
+    )
+    return CardPaymentRow(**dict(row)) if row is not None else None
+
+
+async def insert_succeeded(
+    session: AsyncSession,
+    *,
+    reference: str,
+    user_id: uuid.UUID | None,
+    payment_intent_id: str,
+    amount_cents: int,
+    currency: str,
+) -> CardPaymentRow | None:
+    """Record a succeeded intent; None when the reference or intent is already recorded."""
+    conn = await raw_connection(session)
+    row = await conn.fetchrow(
+        f"""INSERT INTO card_payment
+                   (id, reference, user_id, payment_intent_id, amount_cents, currency, status)
+            VALUES ($1, $2, $3, $4, $5, $6, 'succeeded')
+            ON CONFLICT DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608 - constants
+        uuid.uuid4(),
+        reference,
+        user_id,
+        payment_intent_id,
+        amount_cents,
+        currency,
+    )
+    return CardPaymentRow(**dict(row)) if row is not None else None
+
+
+async def mark_refunded(
+    session: AsyncSession, payment_id: uuid.UUID, refund_id: str
+) -> CardPaymentRow:
+    """Set a card payment to refunded."""
+    conn = await raw_connection(session)
+    row = await conn.fetchrow(
+        f"""UPDATE card_payment SET status = 'refunded', refund_id = $2, updated_at = now()
+             WHERE id = $1 RETURNING {_COLUMNS}""",  # noqa: S608 - constants
+        payment_id,
+        refund_id,
+    )
+    assert row is not None
+    return CardPaymentRow(**dict(row))
+
+
+async def claim_event(session: AsyncSession, event_id: str, event_type: str) -> bool:
+    """Record a webhook event as being processed; False if it was already (a redelivery).
+
+    A concurrent delivery of the same event waits on the first one's
+    transaction and then sees it: the event is applied exactly once.
+    """
+    conn = await raw_connection(session)
+    inserted = await conn.fetchval(
+        """INSERT INTO stripe_event (id, type, outcome) VALUES ($1, $2, 'processing')
+           ON CONFLICT DO NOTHING RETURNING true""",
+        event_id,
+        event_type,
+    )
+    return bool(inserted)
+
+
+async def set_event_outcome(session: AsyncSession, event_id: str, outcome: str) -> None:
+    """Note what processing the event did (for operators)."""
+    conn = await raw_connection(session)
+    await conn.execute("UPDATE stripe_event SET outcome = $2 WHERE id = $1", event_id, outcome)
