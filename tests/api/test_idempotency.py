@@ -36,7 +36,7 @@ class WidgetCreate(BaseModel):
 
     name: str
     delay: float = 0.0
-    outcome: Literal["created", "conflict", "crash", "response"] = "created"
+    outcome: Literal["created", "conflict", "crash", "response", "busy"] = "created"
 
 
 class WidgetRead(BaseModel):
@@ -70,6 +70,8 @@ async def create_widget(
             raise errors.Conflict("That widget clashes with another.")
         if data.outcome == "crash" and CRASH["on"]:
             raise RuntimeError("the widget press broke")
+        if data.outcome == "busy":
+            return JSONResponse({"detail": "try later"}, status_code=503)
         if data.outcome == "response":
             return JSONResponse(
                 {"id": row.id, "name": data.name},
@@ -79,7 +81,11 @@ async def create_widget(
         return WidgetRead(id=row.id, name=data.name)
 
     return await idempotency.run(
-        session, principal=x_test_user, operation=operation, status_code=201
+        session,
+        principal=x_test_user,
+        operation=operation,
+        status_code=201,
+        headers={"RateLimit-Remaining": "7"},
     )
 
 
@@ -138,6 +144,7 @@ async def test_twenty_concurrent_duplicates_make_exactly_one_widget(
     later = await _post(api, body)
     assert later.status_code == 201
     assert later.headers["idempotent-replayed"] == "true"
+    assert later.headers["ratelimit-remaining"] == "7"  # per-request headers, not stored
     assert later.content == first.content
     assert later.headers["content-type"] == "application/json"
     assert await _count(widgets) == 1
@@ -216,6 +223,16 @@ async def test_a_server_error_is_not_stored_and_rolls_back_with_the_key(
     assert retried.status_code == 201
     assert "idempotent-replayed" not in retried.headers
     assert await _count(widgets) == 1
+
+
+async def test_a_server_error_response_releases_the_key(
+    api: httpx.AsyncClient, widgets: asyncpg.Connection
+) -> None:
+    busy = await _post(api, {"name": "cog", "outcome": "busy"})
+    assert busy.status_code == 503
+    assert await _count(widgets, "idempotency_key") == 0
+    again = await _post(api, {"name": "cog", "outcome": "busy"})
+    assert "idempotent-replayed" not in again.headers
 
 
 async def test_a_ready_response_keeps_its_location_header(

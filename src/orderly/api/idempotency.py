@@ -114,8 +114,9 @@ class IdempotentRequest:
         """Run *operation* at most once per (principal, key); replay its stored response.
 
         *operation* returns a pydantic model, a JSON-able value (sent with
-        *status_code* and *headers*) or a ready ``Response``. It must use
-        *session*, whose transaction also stores the response.
+        *status_code*) or a ready ``Response``. It must use *session*, whose
+        transaction also stores the response. *headers* (e.g. RateLimit-*) are
+        per request: added to every answer, replays included, never stored.
         """
         if self.key is None:
             return self._with_headers(_render(await operation(), status_code), headers)
@@ -131,7 +132,7 @@ class IdempotentRequest:
             raise errors.IdempotencyKeyReused()
         if claim.response is not None:
             log.info("idempotent_replay", status=claim.response.status)
-            return _replay(claim.response)
+            return self._with_headers(_replay(claim.response), headers)
         if not claim.owned:
             raise errors.IdempotencyKeyInUse()
         try:
@@ -139,9 +140,11 @@ class IdempotentRequest:
         except errors.OrderlyError as exc:
             if not _storable(exc):
                 raise
-            return await self._store_error(session, principal, exc)
+            return self._with_headers(await self._store_error(session, principal, exc), headers)
         response = self._with_headers(_render(result, status_code), headers)
-        if response.status_code < 500:
+        if response.status_code >= 500:  # never stored: free the key for the client's retry
+            await store.release(session, principal=principal, key=self.key)
+        else:
             await store.complete(
                 session, principal=principal, key=self.key, response=_stored(response)
             )

@@ -172,6 +172,14 @@ async def complete(
     )
 
 
+async def release(session: AsyncSession, *, principal: str, key: str) -> None:
+    """Drop our claim without a stored response (the answer was a server error)."""
+    conn = await raw_connection(session)
+    await conn.execute(
+        "DELETE FROM idempotency_key WHERE principal = $1 AND key = $2", principal, key
+    )
+
+
 async def store(
     session: AsyncSession,
     *,
