@@ -214,3 +214,35 @@ def test_send_email_task_is_registered_with_the_worker() -> None:
     names = {t.name for t in all_tasks()}
     assert {"notifications.send_email", "notifications.deliver_webhook"} <= names
     assert isinstance(SEND_EMAIL, Task)
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+async def test_smtp_credentials_from_the_url_are_used(
+    database: Database, tmp_path: Path, database_url: str
+) -> None:
+    from aiosmtpd.smtp import AuthResult
+
+    seen: list[tuple[bytes, bytes]] = []
+
+    def authenticator(
+        server: object, session: object, envelope: object, mechanism: str, auth_data: object
+    ) -> AuthResult:
+        login = (getattr(auth_data, "login", b""), getattr(auth_data, "password", b""))
+        seen.append(login)
+        return AuthResult(success=login == (b"shop@x", b"p@ss:w/rd"))
+
+    server = SmtpServer(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    server.start()
+    try:
+        url = f"smtp://shop%40x:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}"
+        settings = _settings(database_url, tmp_path, url)
+        mailer = tasks.build_resources(settings, Breakers())[Mailer]
+        assert "p@ss" not in repr(mailer)
+        job = EmailJob(event_key="order:auth:confirmation", to="a@b.example", subject="S", body="B")
+        async with database.session() as session:
+            assert await service.send_email(session, mailer, job, sender=settings.mail_from)
+            await session.commit()
+    finally:
+        server.stop()
+    assert seen == [(b"shop@x", b"p@ss:w/rd")]
+    assert len(server.messages) == 1

@@ -53,10 +53,11 @@ class _Inbox:
 class SmtpServer:
     """An aiosmtpd server on a fixed port that a test can stop and start again."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, **options: Any) -> None:
         self.port = port or free_port()
         self._inbox = _Inbox()
         self._controller: Controller | None = None
+        self._options = options  # aiosmtpd SMTP options (authenticator, auth_required, …)
 
     @property
     def url(self) -> str:
@@ -70,7 +71,9 @@ class SmtpServer:
 
     def start(self) -> None:
         """Listen (in aiosmtpd's own thread)."""
-        self._controller = Controller(self._inbox, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            self._inbox, hostname="127.0.0.1", port=self.port, **self._options
+        )
         self._controller.start()
 
     def stop(self) -> None:
