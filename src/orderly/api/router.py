@@ -9,7 +9,9 @@ from orderly.api.auth import DENY_UNDECLARED
 from orderly.audit.endpoints import router as audit_router
 from orderly.catalog.endpoints import router as catalog_router
 from orderly.jobs.endpoints import router as jobs_router
+from orderly.ledger.endpoints import router as ledger_router
 from orderly.orders.endpoints import router as orders_router
+from orderly.payments.endpoints import router as payments_router
 
 # Deny by default: a route that declares no policy (api/auth.py) refuses every caller.
 api_router = APIRouter(prefix="/v1", dependencies=[DENY_UNDECLARED])
@@ -18,3 +20,5 @@ api_router.include_router(audit_router)
 api_router.include_router(catalog_router)
 api_router.include_router(orders_router)
 api_router.include_router(jobs_router)
+api_router.include_router(ledger_router)
+api_router.include_router(payments_router)
