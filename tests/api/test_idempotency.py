@@ -90,12 +90,15 @@ async def create_widget(
 
 
 @pytest.fixture
-async def widgets(database: Database, raw_db: asyncpg.Connection) -> asyncpg.Connection:
-    """The table the test route writes to (emptied with the rest after the test)."""
+async def widgets(
+    database: Database, raw_db: asyncpg.Connection
+) -> AsyncIterator[asyncpg.Connection]:
+    """The table the test route writes to; dropped afterwards (the schema stays the migrations')."""
     await raw_db.execute(
         "CREATE TABLE IF NOT EXISTS test_widget (id bigserial PRIMARY KEY, name text NOT NULL)"
     )
-    return raw_db
+    yield raw_db
+    await raw_db.execute("DROP TABLE IF EXISTS test_widget")
 
 
 @pytest.fixture
