@@ -154,10 +154,9 @@ def redis_url(redis_server_url: str, worker_id: str) -> Iterator[str]:
     index = 1 + (int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0) % 15
     parts = urlsplit(redis_server_url)
     if parts.scheme == "unix":
-        parts = parts._replace(query=f"db={index}")
+        url = f"unix://{parts.path}?db={index}"
     else:
-        parts = parts._replace(path=f"/{index}")
-    url = urlunsplit(parts)
+        url = urlunsplit(parts._replace(path=f"/{index}"))
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

@@ -24,7 +24,7 @@ CHEAP_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024}
 
 
 @dataclass(frozen=True)
-class TestUser:
+class SignedInUser:
     """A user created for a test, with the headers of a fresh login."""
 
     id: uuid.UUID
@@ -83,9 +83,9 @@ async def signed_in(
     database: Database,
     settings: Settings,
     role: Role = Role.customer,
-) -> TestUser:
+) -> SignedInUser:
     """Create a user of *role* and log in through the API."""
     email = unique_email(role.value)
     user_id = await create_user(database, settings, role, email=email)
     pair = await login(client, email)
-    return TestUser(user_id, email, PASSWORD, role, pair["access_token"], pair["refresh_token"])
+    return SignedInUser(user_id, email, PASSWORD, role, pair["access_token"], pair["refresh_token"])

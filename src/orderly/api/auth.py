@@ -49,8 +49,10 @@ __all__ = [
     "Principal",
     "RateLimits",
     "Role",
+    "RouteInfo",
     "SecurityRuntime",
     "StaffUser",
+    "app_routes",
     "require_roles",
     "route_policy",
     "unguarded_routes",
@@ -187,9 +189,10 @@ def _declared(dependant: Any) -> Iterator[Policy]:
         yield from _declared(sub)
 
 
-def route_policy(route: APIRoute) -> Policy | None:
-    """The effective policy of *route*: the roles every declared policy admits, or None."""
-    policies = list(_declared(route.dependant))
+def route_policy(route: Any) -> Policy | None:
+    """The effective policy of a route: the roles every declared policy admits, or None."""
+    dependant = getattr(route, "dependant", None)
+    policies = list(_declared(dependant)) if dependant is not None else []
     role_policies = [p for p in policies if not p.public]
     if role_policies:
         roles = frozenset.intersection(*(p.roles for p in role_policies))
@@ -199,25 +202,53 @@ def route_policy(route: APIRoute) -> Policy | None:
     return None
 
 
+@dataclass(frozen=True)
+class RouteInfo:
+    """One served route as the app exposes it (prefixes of included routers applied)."""
+
+    path: str
+    methods: frozenset[str]
+    is_api_route: bool
+    policy: Policy | None
+
+
+def app_routes(app: FastAPI) -> list[RouteInfo]:
+    """Every route of *app* with its effective path and policy (included routers flattened)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazy router inclusion: app.routes is already flat
+        contexts: list[Any] = list(app.routes)
+    else:
+        contexts = list(iter_route_contexts(app.routes))
+    routes = []
+    for context in contexts:
+        original = getattr(context, "original_route", context)
+        is_api = isinstance(original, APIRoute)
+        routes.append(
+            RouteInfo(
+                path=str(getattr(context, "path", "") or ""),
+                methods=frozenset(getattr(context, "methods", None) or ()),
+                is_api_route=is_api,
+                policy=route_policy(context) if is_api else None,
+            )
+        )
+    return routes
+
+
 def unguarded_routes(app: FastAPI) -> list[str]:
     """``METHOD path`` of every route with no declared policy (outside PUBLIC_BY_DESIGN)."""
-    missing: list[str] = []
-    for route in app.routes:
-        path = getattr(route, "path", "")
-        if path in PUBLIC_BY_DESIGN:
-            continue
-        if isinstance(route, APIRoute) and route_policy(route) is not None:
-            continue
-        methods = sorted(getattr(route, "methods", None) or {"*"})
-        missing.append(f"{','.join(methods)} {path}")
-    return missing
+    return [
+        f"{','.join(sorted(route.methods)) or '*'} {route.path}"
+        for route in app_routes(app)
+        if route.path not in PUBLIC_BY_DESIGN and route.policy is None
+    ]
 
 
 async def _deny_undeclared(request: Request) -> None:
     route = request.scope.get("route")
     declared: bool | None = getattr(route, "_orderly_policy_declared", None)
     if declared is None:
-        declared = isinstance(route, APIRoute) and route_policy(route) is not None
+        declared = route_policy(route) is not None
         if route is not None:
             route._orderly_policy_declared = declared  # computed once per route
     if not declared:
