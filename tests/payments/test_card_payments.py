@@ -26,6 +26,9 @@ from tests.support.stripe import (
     payment_method,
 )
 
+# stripe's HTTPXClient posts form bytes through httpx's deprecated ``data=`` path.
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
+
 
 async def _counts(raw_db: asyncpg.Connection) -> tuple[int, int]:
     return (
