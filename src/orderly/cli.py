@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
 
@@ -283,6 +284,81 @@ def audit_verify() -> None:
             f"{report.reason}; {report.checked} events before it are intact"
         )
     print(f"audit chain intact: {report.checked} events")
+
+
+# ---------------------------------------------------------------- benchmark
+
+
+def _bench_runner() -> Any:
+    """``benchmarks.runner`` from the source checkout (the benchmark is not part of the wheel)."""
+    import importlib
+
+    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
+        if (root / "benchmarks" / "runner.py").exists() and str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+            break
+    try:
+        return importlib.import_module("benchmarks.runner")
+    except ImportError as exc:
+        fail(f"`orderly bench` runs from a source checkout with benchmarks/ ({exc})", 2)
+
+
+@app.command()
+def bench(
+    duration: Annotated[float, typer.Option(help="seconds of each measured pass")] = 10.0,
+    warmup: Annotated[float, typer.Option(help="seconds of warm-up before each pass")] = 2.0,
+    connections: Annotated[int, typer.Option(help="HTTP keep-alive connections")] = 32,
+    pgbench_clients: Annotated[int, typer.Option(help="pgbench clients")] = 8,
+    jobs: Annotated[int, typer.Option(help="no-op jobs for the drain")] = 20_000,
+    products: Annotated[int, typer.Option(help="products orders pick from")] = 100,
+    users: Annotated[int, typer.Option(help="customers placing orders")] = 8,
+    loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")] = "auto",
+    phases: Annotated[
+        str, typer.Option(help="comma-separated: pgbench,orders,products,jobs,serve")
+    ] = "pgbench,orders,products,jobs,serve",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL for scratch databases (CREATEDB); default ORDERLY_DATABASE_URL, "
+            "else a throwaway embedded server"
+        ),
+    ] = None,
+    idempotency: Annotated[
+        bool, typer.Option(help="send an Idempotency-Key with every order")
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="the API server's log level")] = "INFO",
+    keep_workdir: Annotated[bool, typer.Option(help="keep logs and scripts")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+) -> None:
+    """Load benchmark (PRODUCT.md §9): pgbench ceiling, orders, product reads, jobs, start-up."""
+    settings = _settings(dev_secrets=False)
+    runner = _bench_runner()
+    if loadgen not in {"auto", "wrk", "python"}:
+        fail("--loadgen must be auto, wrk or python", 2)
+    url = database_url or (
+        settings.database_url.get_secret_value() if settings.database_url else None
+    )
+    config = runner.BenchConfig(
+        duration=duration,
+        warmup=warmup,
+        connections=connections,
+        pgbench_clients=pgbench_clients,
+        jobs=jobs,
+        products=max(1, products),
+        users=max(1, users),
+        loadgen=loadgen,
+        phases=tuple(p.strip() for p in phases.split(",") if p.strip()),
+        database_url=url,
+        idempotency=idempotency,
+        log_level=log_level.upper(),
+        keep_workdir=keep_workdir,
+        json_path=json_path,
+    )
+    try:
+        code = runner.main(config)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    raise typer.Exit(code)
 
 
 def main() -> None:

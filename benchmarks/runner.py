@@ -1,0 +1,570 @@
+"""One benchmark run: every measurement of PRODUCT.md §9, side by side, on this machine.
+
+Phases (each can be selected with ``--phases``; a failed phase is reported and
+the others still run):
+
+``pgbench``   the raw PostgreSQL ceiling — the recorded order transaction, pgbench
+              ``-M prepared``, on a copy of the populated scratch database;
+``orders``    ``POST /v1/orders`` through a real ``orderly api`` process: max
+              throughput (closed loop), then an open loop at half of it (p99);
+``products``  ``GET /v1/products/{id}`` against the same process, then against a bare
+              FastAPI app serving the same bytes with the same uvicorn settings;
+``jobs``      N no-op jobs drained by one worker process;
+``serve``     ``orderly serve`` from a fresh embedded data dir until ``/readyz`` is 200.
+
+No job worker runs during the HTTP passes: order jobs accumulate in the queue
+exactly as they do under pgbench (the queue-depth limit is raised so nothing is
+shed), and draining is measured on its own in ``jobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from benchmarks import capture, drain, loadgen, pgbench, report, shop
+from benchmarks.processes import HOST, ProcessGroup, RssSampler, clean_env, free_port, wait_http
+
+PHASES = ("pgbench", "orders", "products", "jobs", "serve")
+
+
+@dataclass
+class BenchConfig:
+    """Everything a run can be told (``orderly bench --help``)."""
+
+    duration: float = 10.0
+    warmup: float = 2.0
+    connections: int = 32
+    pgbench_clients: int = 8
+    loadgen_threads: int = 2
+    jobs: int = 20_000
+    worker_batch_size: int = 20
+    worker_concurrency: int = 50
+    products: int = 100
+    users: int = 8
+    loadgen: loadgen.LoadTool = "auto"
+    phases: tuple[str, ...] = PHASES
+    database_url: str | None = None
+    idempotency: bool = True
+    log_level: str = "INFO"
+    keep_workdir: bool = False
+    json_path: Path | None = None
+
+
+@dataclass
+class Run:
+    """State shared by the phases of one run."""
+
+    config: BenchConfig
+    console: Console
+    workdir: Path
+    group: ProcessGroup
+    server_url: str = ""
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    databases: list[str] = field(default_factory=list)
+    secrets: shop.BenchSecrets = field(default_factory=shop.BenchSecrets)
+    shop: shop.Shop | None = None
+    api_db: str = ""
+    body: bytes = b""
+    media_type: str = "application/json"
+    results: dict[str, Any] = field(
+        default_factory=lambda: {"measurements": {}, "ratios": {}, "errors": {}}
+    )
+
+    @property
+    def measurements(self) -> dict[str, Any]:
+        """Per-phase numbers."""
+        result: dict[str, Any] = self.results["measurements"]
+        return result
+
+    def say(self, message: str) -> None:
+        """One progress line."""
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", highlight=False)
+
+    def database(self, suffix: str) -> str:
+        """A scratch database name of this run."""
+        name = f"orderly_bench_{self.run_id}_{suffix}"
+        self.databases.append(name)
+        return name
+
+
+@contextlib.contextmanager
+def _postgres(run: Run) -> Iterator[None]:
+    """The server scratch databases live on: the given URL, else a throwaway embedded one."""
+    if run.config.database_url:
+        run.server_url = run.config.database_url
+        yield
+        return
+    from orderly.core.embedded import EmbeddedPostgres
+
+    run.say("starting a throwaway embedded PostgreSQL (no --database-url / ORDERLY_DATABASE_URL)")
+    embedded = EmbeddedPostgres(run.workdir / "embedded")
+    run.server_url = embedded.url
+    try:
+        yield
+    finally:
+        embedded.stop()
+
+
+def _phase(run: Run, name: str, body: Callable[[], None]) -> bool:
+    try:
+        body()
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        run.results["errors"][name] = message[:1500]
+        run.say(f"[red]{name} failed[/]: {message[:300]}")
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _setup(run: Run) -> None:
+    from orderly import migrate
+
+    async def main() -> None:
+        run.results["environment"]["postgres"] = await shop.server_version(run.server_url)
+        run.api_db = run.database("api")
+        url = await shop.create_database(run.server_url, run.api_db)
+        await asyncio.to_thread(migrate.upgrade, url, "head")
+        env = _api_env(run, url)
+        run.shop = await shop.build_shop(env, users=run.config.users, products=run.config.products)
+        # Copies of the populated database: pgbench's and the job drain's own.
+        for suffix in ("pg", "jobs"):
+            await shop.create_database(run.server_url, run.database(suffix), template=run.api_db)
+
+    run.say(
+        f"setup: scratch database, migrations, {run.config.users} customers, "
+        f"{run.config.products} products, one recorded order"
+    )
+    asyncio.run(main())
+
+
+def _api_env(run: Run, url: str) -> dict[str, str]:
+    return shop.server_settings(run.secrets, url, run.workdir / "api-data", run.config.log_level)
+
+
+def _url(run: Run, suffix: str) -> str:
+    return shop.database_url(run.server_url, f"orderly_bench_{run.run_id}_{suffix}")
+
+
+# ---------------------------------------------------------------- phases
+
+
+def _pgbench(run: Run) -> None:
+    assert run.shop is not None
+    cfg = run.config
+    script = capture.render_script(run.shop.recorded, run.shop.variables, n_users=cfg.users)
+    run.results["pgbench_transaction"] = {
+        "statements": script.statements,
+        "excluded": script.excluded,
+        "round_trips": script.round_trips,
+    }
+    (run.workdir / "order_transaction.sql").write_text(script.text)
+    url = _url(run, "pg")
+    threads = cfg.loadgen_threads
+    if cfg.warmup > 0:
+        run.say(f"pgbench warm-up {cfg.warmup:.0f} s")
+        pgbench.run_pgbench(
+            url, script.text, clients=cfg.pgbench_clients, threads=threads, duration=cfg.warmup
+        )
+    run.say(f"pgbench: {cfg.pgbench_clients} clients, {cfg.duration:.0f} s, -M prepared")
+    result = pgbench.run_pgbench(
+        url, script.text, clients=cfg.pgbench_clients, threads=threads, duration=cfg.duration
+    )
+    run.measurements["pgbench"] = result.as_dict()
+    run.say(f"  {result.tps:,.0f} tps, p99 {result.p99_ms:.1f} ms")
+
+
+@contextlib.contextmanager
+def _api_server(run: Run) -> Iterator[tuple[int, RssSampler]]:
+    port = free_port()
+    env = clean_env(
+        {**_api_env(run, _url(run, "api")), "ORDERLY_HOST": HOST, "ORDERLY_PORT": str(port)}
+    )
+    run.say(f"starting `orderly api` on {HOST}:{port} (uvicorn, 1 process, no worker)")
+    proc = run.group.start("api", ["-m", "orderly", "api"], env, cwd=run.workdir)
+    try:
+        wait_http(f"http://{HOST}:{port}/readyz", proc, timeout=60)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{run.group.log_tail('api')}") from None
+    sampler = RssSampler(proc.pid)
+    try:
+        yield port, sampler
+    finally:
+        run.results["measurements"].setdefault("api_rss", {})["idle_after_mb"] = round(
+            _safe_rss(sampler) / 2**20, 1
+        )
+        run.group.stop(proc)
+
+
+def _safe_rss(sampler: RssSampler) -> int:
+    try:
+        return sampler.current()
+    except Exception:
+        return 0
+
+
+def _order_plan(run: Run, label: str) -> loadgen.OrderPlan:
+    assert run.shop is not None
+    import orjson
+
+    return loadgen.OrderPlan(
+        tokens=tuple(run.shop.tokens),
+        product_ids=tuple(run.shop.product_ids),
+        address_json=orjson.dumps(shop.ADDRESS).decode(),
+        key_prefix=f"bench-{run.run_id}-{label}",
+        idempotency=run.config.idempotency,
+    )
+
+
+def _closed(run: Run, plan: loadgen.Plan, port: int, duration: float) -> loadgen.LoadResult:
+    cfg = run.config
+    tool = loadgen.choose_tool(cfg.loadgen)
+    return loadgen.closed_loop(
+        plan,
+        HOST,
+        port,
+        connections=cfg.connections,
+        duration=duration,
+        tool=tool,
+        threads=cfg.loadgen_threads,
+    )
+
+
+def _http_phases(run: Run) -> None:
+    cfg = run.config
+    with _api_server(run) as (port, sampler):
+        rss = run.measurements.setdefault("api_rss", {})
+        rss["idle_mb"] = round(sampler.current() / 2**20, 1)
+        if "orders" in cfg.phases:
+            _phase(run, "orders", lambda: _orders(run, port, sampler))
+        if "products" in cfg.phases:
+            _phase(run, "products", lambda: _products(run, port, sampler))
+        rss["peak_under_load_mb"] = round(sampler.peak / 2**20, 1)
+    if "products" in cfg.phases and "product" in run.measurements:
+        _phase(run, "products", lambda: _bare(run))
+
+
+def _orders(run: Run, port: int, sampler: RssSampler) -> None:
+    cfg = run.config
+    if cfg.warmup > 0:
+        run.say(f"POST /v1/orders warm-up {cfg.warmup:.0f} s")
+        _closed(run, _order_plan(run, "warmup"), port, cfg.warmup)
+    run.say(f"POST /v1/orders: {cfg.connections} connections, {cfg.duration:.0f} s")
+    with sampler.running():
+        result = _closed(run, _order_plan(run, "max"), port, cfg.duration)
+    run.measurements["orders"] = result.as_dict()
+    run.say(
+        f"  {result.ok_rps:,.0f} rps (2xx), p99 {result.p99_ms:.1f} ms, statuses {result.statuses}"
+    )
+    if result.ok == 0:
+        raise RuntimeError(f"no 2xx answer to POST /v1/orders: {result.statuses}")
+    rate = result.ok_rps / 2
+    run.say(f"POST /v1/orders open loop at {rate:,.0f} rps for {cfg.duration:.0f} s")
+    with sampler.running():
+        half = loadgen.open_loop(
+            _order_plan(run, "half"), HOST, port, rate, cfg.duration, cfg.connections
+        )
+    run.measurements["orders_half"] = half.as_dict()
+    run.say(f"  p99 {half.p99_ms:.1f} ms at {half.ok_rps:,.0f} rps")
+
+
+def _products(run: Run, port: int, sampler: RssSampler) -> None:
+    assert run.shop is not None
+    cfg = run.config
+    path = f"/v1/products/{run.shop.product_ids[0]}"
+    response = httpx.get(f"http://{HOST}:{port}{path}", timeout=5)
+    response.raise_for_status()
+    run.body = response.content
+    run.media_type = response.headers.get("content-type", "application/json")
+    plan = loadgen.GetPlan(path)
+    if cfg.warmup > 0:
+        _closed(run, plan, port, cfg.warmup)
+    run.say(f"GET {path} (orderly): {cfg.connections} connections, {cfg.duration:.0f} s")
+    with sampler.running():
+        result = _closed(run, plan, port, cfg.duration)
+    run.measurements["product"] = result.as_dict()
+    run.say(f"  {result.ok_rps:,.0f} rps, p99 {result.p99_ms:.1f} ms")
+
+
+def _bare(run: Run) -> None:
+    assert run.shop is not None
+    cfg = run.config
+    body_file = run.workdir / "product.json"
+    body_file.write_bytes(run.body)
+    port = free_port()
+    args = [
+        "-m",
+        "benchmarks.bare_app",
+        "--port",
+        str(port),
+        "--body-file",
+        str(body_file),
+        "--media-type",
+        run.media_type,
+    ]
+    env = clean_env({"PYTHONPATH": _pythonpath()})
+    proc = run.group.start("bare", args, env, cwd=run.workdir)
+    try:
+        wait_http(f"http://{HOST}:{port}/livez", proc, timeout=30)
+        path = f"/v1/products/{run.shop.product_ids[0]}"
+        check = httpx.get(f"http://{HOST}:{port}{path}", timeout=5)
+        if check.content != run.body:
+            raise RuntimeError("the bare app does not answer the same bytes")
+        plan = loadgen.GetPlan(path)
+        if cfg.warmup > 0:
+            _closed(run, plan, port, cfg.warmup)
+        run.say(f"GET {path} (bare FastAPI): {cfg.connections} connections, {cfg.duration:.0f} s")
+        result = _closed(run, plan, port, cfg.duration)
+    finally:
+        run.group.stop(proc)
+    run.measurements["bare"] = result.as_dict()
+    run.say(f"  {result.ok_rps:,.0f} rps, p99 {result.p99_ms:.1f} ms")
+
+
+def _pythonpath() -> str:
+    root = str(Path(__file__).resolve().parent.parent)
+    existing = os.environ.get("PYTHONPATH")
+    return f"{root}{os.pathsep}{existing}" if existing else root
+
+
+def _read_ready(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}")
+        ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            buffer += chunk
+            if b"READY" in buffer:
+                return
+    raise RuntimeError(f"worker not ready after {timeout:.0f} s")
+
+
+def _jobs(run: Run) -> None:
+    cfg = run.config
+    url = _url(run, "jobs")
+
+    async def clear() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("DELETE FROM pgqueuer")
+        finally:
+            await conn.close()
+
+    asyncio.run(clear())
+    args = [
+        "-m",
+        "benchmarks.drain",
+        url,
+        "--batch-size",
+        str(cfg.worker_batch_size),
+        "--concurrency",
+        str(cfg.worker_concurrency),
+    ]
+    env = clean_env({"PYTHONPATH": _pythonpath()})
+    run.say(
+        f"job drain: starting a worker process (batch {cfg.worker_batch_size}, "
+        f"concurrency {cfg.worker_concurrency})"
+    )
+    proc = run.group.start("worker", args, env, cwd=run.workdir, stdout_pipe=True)
+    try:
+        _read_ready(proc, timeout=60)
+        run.say(
+            f"job drain: enqueue {cfg.jobs:,} no-op jobs in one transaction, wait until drained"
+        )
+
+        async def measure() -> float:
+            await drain.enqueue_noops(url, cfg.jobs)
+            return await drain.wait_empty(url, limit_s=max(60.0, cfg.jobs / 200))
+
+        seconds = asyncio.run(measure())
+    finally:
+        run.group.stop(proc)
+    result = drain.DrainResult(cfg.jobs, seconds, cfg.worker_batch_size, cfg.worker_concurrency)
+    run.measurements["jobs"] = result.as_dict()
+    run.say(f"  {result.jobs_per_s:,.0f} jobs/s")
+
+
+def _serve(run: Run) -> None:
+    home = run.workdir / "serve"
+    home.mkdir()
+    port = free_port()
+    env = clean_env(
+        {
+            "ORDERLY_PORT": str(port),
+            "ORDERLY_HOST": HOST,
+            "ORDERLY_LOG_LEVEL": "WARNING",
+            "ORDERLY_DATA_DIR": str(home / ".orderly"),
+        }
+    )
+    run.say("`orderly serve` on a fresh embedded data dir: time to /readyz 200")
+    started = time.monotonic()
+    proc = run.group.start("serve", ["-m", "orderly", "serve"], env, cwd=home)
+    try:
+        wait_http(f"http://{HOST}:{port}/readyz", proc, timeout=60, interval=0.01)
+        seconds = time.monotonic() - started
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}\n{run.group.log_tail('serve')}") from None
+    finally:
+        run.group.stop(proc)
+        _stop_leftover_postgres(home / ".orderly" / "pg")
+    run.measurements["serve"] = {"ready_s": round(seconds, 3)}
+    run.say(f"  ready in {seconds:.2f} s")
+
+
+def _stop_leftover_postgres(pgdata: Path) -> None:
+    """pgserver stops its server when the last user exits; make sure of it."""
+    if not (pgdata / "postmaster.pid").exists():
+        return
+    from benchmarks.pgbench import pgbench_binary
+
+    pg_ctl = Path(pgbench_binary()).with_name("pg_ctl")
+    if pg_ctl.exists():
+        subprocess.run(
+            [str(pg_ctl), "-D", str(pgdata), "stop", "-m", "fast", "-w"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _ratios(run: Run) -> None:
+    m = run.measurements
+    ratios = run.results["ratios"]
+    if "orders" in m and "pgbench" in m and m["pgbench"]["tps"]:
+        ratios["orders_vs_pgbench"] = round(m["orders"]["ok_rps"] / m["pgbench"]["tps"], 3)
+    if "orders_half" in m:
+        ratios["orders_half_p99_ms"] = m["orders_half"]["p99_ms"]
+    if "product" in m and "bare" in m and m["bare"]["ok_rps"]:
+        ratios["product_vs_bare"] = round(m["product"]["ok_rps"] / m["bare"]["ok_rps"], 3)
+    if "jobs" in m:
+        ratios["jobs_per_s"] = m["jobs"]["jobs_per_s"]
+    if m.get("api_rss", {}).get("peak_under_load_mb"):
+        ratios["api_peak_rss_mb"] = m["api_rss"]["peak_under_load_mb"]
+    if "serve" in m:
+        ratios["serve_ready_s"] = m["serve"]["ready_s"]
+
+
+def _cleanup_databases(run: Run) -> None:
+    async def drop() -> None:
+        for name in reversed(run.databases):
+            with contextlib.suppress(Exception):
+                await shop.drop_database(run.server_url, name)
+
+    if run.server_url and run.databases:
+        asyncio.run(drop())
+        run.databases.clear()
+
+
+def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[str, Any]:
+    """Run the selected phases; return every number (also on partial failure)."""
+    from orderly.core.telemetry import configure_logging
+
+    configure_logging("WARNING", json=True)
+    console = console or Console(stderr=True)
+    unknown = set(config.phases) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phase(s): {', '.join(sorted(unknown))}; known: {PHASES}")
+    workdir = Path(tempfile.mkdtemp(prefix="orderly-bench-"))
+    run = Run(config, console, workdir, ProcessGroup(workdir))
+    tool = loadgen.choose_tool(config.loadgen)
+    run.results["environment"] = {
+        "cores": loadgen.cpu_count(),
+        "python": platform.python_version(),
+        "load generator": (
+            f"wrk (closed loop, {config.loadgen_threads} threads) + python open loop"
+            if tool == "wrk"
+            else f"python ({config.loadgen_threads} processes) — wrk not used"
+        ),
+        "shares cores with server": "yes",
+        "worker during HTTP passes": "none (jobs accumulate; drain measured separately)",
+    }
+    run.results["config"] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+    }
+    run.results["config"].pop("database_url", None)
+    started = time.monotonic()
+    failed = False
+    try:
+        with _postgres(run):
+            needs_shop = {"pgbench", "orders", "products"} & set(config.phases)
+            ok = _phase(run, "setup", lambda: _setup(run)) if needs_shop else True
+            if ok and "pgbench" in config.phases:
+                _phase(run, "pgbench", lambda: _pgbench(run))
+            if ok and {"orders", "products"} & set(config.phases):
+                _phase(run, "http", lambda: _http_phases(run))
+            if "jobs" in config.phases:
+                if not run.databases:
+                    _phase(run, "jobs_setup", lambda: _jobs_database(run))
+                _phase(run, "jobs", lambda: _jobs(run))
+            run.group.stop_all()
+            _cleanup_databases(run)
+        if "serve" in config.phases:
+            _phase(run, "serve", lambda: _serve(run))
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        run.group.stop_all()
+        with contextlib.suppress(Exception):
+            _cleanup_databases(run)
+        keep = config.keep_workdir or failed or bool(run.results["errors"])
+        if keep:
+            run.results["workdir"] = str(workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    run.results["elapsed_s"] = round(time.monotonic() - started, 1)
+    _ratios(run)
+    return run.results
+
+
+def _jobs_database(run: Run) -> None:
+    from orderly import migrate
+
+    async def main() -> None:
+        url = await shop.create_database(run.server_url, run.database("jobs"))
+        await asyncio.to_thread(migrate.upgrade, url, "head")
+
+    asyncio.run(main())
+
+
+def main(config: BenchConfig) -> int:
+    """Run, print the tables, write JSON when asked; exit code 1 if a phase failed."""
+    console = Console(stderr=True)
+    results = run_benchmark(config, console)
+    report.render(results, Console())
+    if config.json_path is not None:
+        report.write_json(results, config.json_path)
+        console.print(f"results written to {config.json_path}", highlight=False)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":  # pragma: no cover - use `orderly bench` or `python -m benchmarks`
+    sys.exit(main(BenchConfig()))
