@@ -235,3 +235,25 @@ async def test_tampering_with_an_entry_is_reported(
     assert not report.ok
     assert {"unbalanced_transaction", "balance_mismatch", "ledger_not_zero"} <= checks
     assert any(v.subject == str(posted.transaction.id) for v in report.violations)
+
+
+async def test_cli_verification_reads_one_snapshot(
+    database: Database, database_url: str, make_user: MakeUser, raw_db: asyncpg.Connection
+) -> None:
+    from orderly.ledger import cli
+
+    user = await make_user()
+    async with database.session() as session:
+        await ledger.grant_credits(
+            session, user_id=user, amount_cents=10, transaction_id="g", reason="r"
+        )
+        await session.commit()
+    clean = await cli.verify(database_url)
+    assert clean.ok
+    assert cli.describe(clean) == []
+    async with raw_db.transaction():
+        await raw_db.execute("SET LOCAL session_replication_role = replica")
+        await raw_db.execute("DELETE FROM ledger_entry WHERE amount_cents < 0")
+    broken = await cli.verify(database_url)
+    assert not broken.ok
+    assert any("unbalanced_transaction" in line for line in cli.describe(broken))
