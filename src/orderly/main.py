@@ -59,6 +59,12 @@ def create_app(
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
+            gateway = getattr(app.state, "stripe_gateway", None)
+            if gateway is not None:
+                await gateway.aclose()
+            limits = getattr(app.state, "limits", None)
+            if limits is not None:
+                await limits.close()
             await database.dispose()
             log.info("api_stopped")
 

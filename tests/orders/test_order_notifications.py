@@ -30,7 +30,7 @@ from orderly.orders import tasks as order_tasks
 from tests.conftest import make_settings
 from tests.support.accounts import CHEAP_HASHING, signed_in
 from tests.support.receivers import HttpReceiver, SmtpServer, eventually, running_worker
-from tests.support.shop import create_product, order_body
+from tests.support.shop import create_product, fund_wallet, order_body, pay_with_credits
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=0.5)
 SEND_ORDER_EMAIL = dataclasses.replace(order_tasks.send_order_email, retry=FAST)
@@ -102,7 +102,7 @@ def resources(settings: Settings) -> dict[type, Any]:
 
 
 async def place_order(shop: Shop, database: Database) -> tuple[dict[str, Any], dict[str, str]]:
-    """A customer's pending order, and admin headers."""
+    """A customer's pending order (the customer's wallet can pay it), and admin headers."""
     staff = await signed_in(shop.client, database, shop.settings, Role.staff)
     admin = await signed_in(shop.client, database, shop.settings, Role.admin)
     customer = await signed_in(shop.client, database, shop.settings)
@@ -111,7 +111,17 @@ async def place_order(shop: Shop, database: Database) -> tuple[dict[str, Any], d
         "/v1/orders", json=order_body((product["id"], 2)), headers=customer.headers
     )
     assert response.status_code == 201
-    return response.json(), admin.headers
+    order: dict[str, Any] = response.json()
+    await fund_wallet(shop.client, admin.headers, customer.id, order["total_cents"])
+    order["customer_headers"] = customer.headers
+    return order, admin.headers
+
+
+async def pay(shop: Shop, order: dict[str, Any]) -> None:
+    """The customer pays the order with credits (asserts 200)."""
+    paid = await pay_with_credits(shop.client, order["id"], order["customer_headers"])
+    assert paid.status_code == 200, paid.text
+    assert paid.json()["status"] == "paid"
 
 
 async def _true(value: bool) -> bool:
@@ -146,11 +156,9 @@ async def test_confirmation_email_survives_an_smtp_outage_and_arrives_once(
 async def test_paid_order_reaches_the_warehouse_after_three_failures_with_one_webhook_id(
     shop: Shop, database: Database, receiver: HttpReceiver, raw_db: asyncpg.Connection
 ) -> None:
-    order, admin = await place_order(shop, database)
+    order, _ = await place_order(shop, database)
     receiver.script = [500, 503, 502]
-    paid = await shop.client.post(f"/v1/orders/{order['id']}/mark-paid", headers=admin)
-    assert paid.status_code == 200
-    assert paid.json()["status"] == "paid"
+    await pay(shop, order)
 
     async with running_worker(database, [NOTIFY_WAREHOUSE], resources(shop.settings)):
         await eventually(lambda: _true(len(receiver.requests) == 4))
@@ -180,8 +188,8 @@ def _signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
 async def test_warehouse_callback_needs_a_valid_signature_and_replays_are_harmless(
     shop: Shop, database: Database, raw_db: asyncpg.Connection
 ) -> None:
-    order, admin = await place_order(shop, database)
-    await shop.client.post(f"/v1/orders/{order['id']}/mark-paid", headers=admin)
+    order, _ = await place_order(shop, database)
+    await pay(shop, order)
     body = orjson.dumps({"order_id": order["id"], "event": "shipped"})
 
     forged = _signed(body, "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
@@ -213,7 +221,7 @@ async def test_a_dead_webhook_is_listed_and_an_admin_retry_delivers_it(
 ) -> None:
     order, admin = await place_order(shop, database)
     receiver.default = "hang"  # never answers in time
-    await shop.client.post(f"/v1/orders/{order['id']}/mark-paid", headers=admin)
+    await pay(shop, order)
 
     async with running_worker(database, [NOTIFY_WAREHOUSE], resources(shop.settings)):
 

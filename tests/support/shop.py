@@ -22,7 +22,7 @@ async def create_product(
     *,
     stock: int,
     price_cents: int = 1250,
-    currency: str = "EUR",
+    currency: str = "USD",
     low_stock_threshold: int = 0,
 ) -> dict[str, Any]:
     """POST /v1/products as staff (asserts 201)."""
@@ -49,3 +49,29 @@ def order_body(*lines: tuple[str, int]) -> dict[str, Any]:
         "items": [{"product_id": pid, "quantity": qty} for pid, qty in lines],
         "shipping_address": ADDRESS,
     }
+
+
+async def fund_wallet(
+    client: httpx.AsyncClient, admin_headers: dict[str, str], user_id: uuid.UUID, cents: int
+) -> None:
+    """POST /v1/admin/credits for *user_id* (asserts 201)."""
+    response = await client.post(
+        "/v1/admin/credits",
+        json={
+            "user_id": str(user_id),
+            "amount_cents": cents,
+            "transaction_id": f"grant-{uuid.uuid4().hex}",
+            "reason": "test funding",
+        },
+        headers=admin_headers,
+    )
+    assert response.status_code == 201, response.text
+
+
+async def pay_with_credits(
+    client: httpx.AsyncClient, order_id: str, customer_headers: dict[str, str]
+) -> httpx.Response:
+    """POST /v1/orders/{id}/pay with credits."""
+    return await client.post(
+        f"/v1/orders/{order_id}/pay", json={"method": "credits"}, headers=customer_headers
+    )

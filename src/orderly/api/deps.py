@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderly import errors
 from orderly.config import Settings
 from orderly.core.db import Database
+from orderly.core.outbound import Breakers
+from orderly.payments.gateway import StripeGateway
 
 
 def get_database(request: Request) -> Database:
@@ -49,6 +51,32 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 
 Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_breakers(request: Request) -> Breakers:
+    """The process's circuit-breaker registry, shared by every outbound dependency."""
+    state = request.app.state
+    if not hasattr(state, "breakers"):
+        state.breakers = Breakers()
+    breakers: Breakers = state.breakers
+    return breakers
+
+
+def get_stripe_gateway(request: Request) -> StripeGateway | None:
+    """The process's Stripe gateway, built on first use; None when Stripe is not configured."""
+    state = request.app.state
+    if not hasattr(state, "stripe_gateway"):
+        settings = get_settings(request)
+        state.stripe_gateway = (
+            StripeGateway.from_settings(settings, get_breakers(request))
+            if settings.stripe_api_key is not None
+            else None
+        )
+    gateway: StripeGateway | None = state.stripe_gateway
+    return gateway
+
+
+StripeGatewayDep = Annotated[StripeGateway | None, Depends(get_stripe_gateway)]
 
 
 @dataclass(frozen=True)

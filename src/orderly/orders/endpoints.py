@@ -13,17 +13,27 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.accounts.schemas import Principal, Role
-from orderly.api.auth import PUBLIC, AdminUser, CurrentUser, Origin, RateLimits, SecurityRuntime
+from orderly.api.auth import PUBLIC, CurrentUser, Origin, RateLimits, SecurityRuntime, StaffUser
 from orderly.api.auth import require_roles as roles
-from orderly.api.deps import AppSettings, Page, Session, encode_cursor
+from orderly.api.deps import AppSettings, Page, Session, StripeGatewayDep, encode_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.audit import service as audit
 from orderly.core.jobs import QueueDepthMonitor
 from orderly.core.telemetry import LOAD_SHED
+from orderly.ledger.errors import InsufficientFunds
 from orderly.notifications.webhooks import verify_webhook
 from orderly.orders import service
-from orderly.orders.schemas import OrderCreate, OrderPage, OrderRead, OrderStatus, WarehouseEvent
+from orderly.orders.schemas import (
+    CardPayment,
+    OrderCreate,
+    OrderPage,
+    OrderRead,
+    OrderStatus,
+    PaymentCreate,
+    WarehouseEvent,
+)
+from orderly.payments.errors import CardDeclined
 
 router = APIRouter(tags=["orders"])
 CustomerUser = Annotated[Principal, Depends(roles(Role.customer))]
@@ -111,9 +121,51 @@ async def get_order(
 
 
 @router.post(
+    "/orders/{order_id}/pay",
+    response_model=OrderRead,
+    responses=responses_for(
+        errors.NotFound,
+        errors.Conflict,
+        InsufficientFunds,
+        CardDeclined,
+        errors.Unavailable,
+        errors.IdempotencyKeyInUse,
+    ),
+)
+async def pay_order(
+    order_id: uuid.UUID,
+    data: PaymentCreate,
+    session: Session,
+    user: CustomerUser,
+    idempotency: Idempotency,
+    gateway: StripeGatewayDep,
+) -> Response:
+    """Pay a pending order with credits (402 insufficient_funds) or a card (402 card_declined)."""
+
+    async def pay() -> OrderRead:
+        order = await service.load_for_change(session, order_id, viewer_id=user.id, sees_all=False)
+        if isinstance(data, CardPayment):
+            if gateway is None:
+                raise errors.Unavailable("Card payments are not configured.")
+            await service.pay_with_card(
+                session,
+                gateway,
+                order,
+                payment_method=data.payment_method,
+                idempotency_key=idempotency.key,
+                actor_id=user.id,
+            )
+        else:
+            await service.pay_with_credits(session, order, actor_id=user.id)
+        return service.to_read(order)
+
+    return await idempotency.run(session, principal=str(user.id), operation=pay, status_code=200)
+
+
+@router.post(
     "/orders/{order_id}/cancel",
     response_model=OrderRead,
-    responses=responses_for(errors.NotFound, errors.Conflict),
+    responses=responses_for(errors.NotFound, errors.Conflict, errors.Unavailable),
 )
 async def cancel_order(
     order_id: uuid.UUID,
@@ -121,6 +173,7 @@ async def cancel_order(
     user: CurrentUser,
     idempotency: Idempotency,
     origin: Origin,
+    gateway: StripeGatewayDep,
 ) -> Response:
     """Cancel a pending or paid order: stock returns, a paid order is refunded."""
 
@@ -128,7 +181,7 @@ async def cancel_order(
         order = await service.load_for_change(
             session, order_id, viewer_id=user.id, sees_all=user.is_staff
         )
-        previous = await service.cancel_pending_or_paid(session, order, actor_id=user.id)
+        previous = await service.cancel(session, gateway, order, actor_id=user.id)
         if previous == "paid" or user.is_staff:
             await audit.record(
                 session,
@@ -136,7 +189,7 @@ async def cancel_order(
                 "order.cancelled",
                 target_type="order",
                 target_id=order_id,
-                details={"previous_status": previous},
+                details={"previous_status": previous, "refunded": previous == "paid"},
             )
         return service.to_read(order)
 
@@ -144,32 +197,34 @@ async def cancel_order(
 
 
 @router.post(
-    "/orders/{order_id}/mark-paid",
+    "/orders/{order_id}/refund",
     response_model=OrderRead,
-    responses=responses_for(errors.NotFound, errors.Conflict),
+    responses=responses_for(errors.NotFound, errors.Conflict, errors.Unavailable),
 )
-async def mark_paid(
+async def refund_order(
     order_id: uuid.UUID,
     session: Session,
-    user: AdminUser,
+    user: StaffUser,
     idempotency: Idempotency,
     origin: Origin,
+    gateway: StripeGatewayDep,
 ) -> Response:
-    """Admin stand-in for a payment (until payments land): pending → paid, audited."""
+    """Refund a paid or fulfilled order (staff): credits back to the wallet or a card refund."""
 
-    async def pay() -> OrderRead:
+    async def refund() -> OrderRead:
         order = await service.load_for_change(session, order_id, viewer_id=user.id, sees_all=True)
-        await service.mark_paid(session, order, actor_id=user.id, payment_method="manual")
+        previous = await service.refund(session, gateway, order, actor_id=user.id)
         await audit.record(
             session,
             origin.with_actor(user.id, user.role),
-            "order.marked_paid",
+            "order.refunded",
             target_type="order",
             target_id=order_id,
+            details={"previous_status": previous, "method": order["payment_method"]},
         )
         return service.to_read(order)
 
-    return await idempotency.run(session, principal=str(user.id), operation=pay, status_code=200)
+    return await idempotency.run(session, principal=str(user.id), operation=refund, status_code=200)
 
 
 @router.post(

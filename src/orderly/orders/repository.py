@@ -127,18 +127,16 @@ async def transition(
     """
     conn = await raw_connection(session)
     row = await conn.fetchrow(
-        """WITH before AS (
-              SELECT status FROM sales_order WHERE id = $1 AND status = ANY($2::text[])
-              FOR UPDATE),
-            changed AS (
-              UPDATE sales_order SET status = $3, updated_at = now(),
-                     payment_method = COALESCE($6, payment_method)
-               WHERE id = $1 AND status = ANY($2::text[])
-           RETURNING id),
+        """WITH changed AS (
+              UPDATE sales_order o SET status = $3, updated_at = now(),
+                     payment_method = COALESCE($6, o.payment_method)
+                FROM (SELECT id, status FROM sales_order WHERE id = $1 FOR UPDATE) old
+               WHERE o.id = old.id AND old.status = ANY($2::text[])
+           RETURNING old.status AS previous),
             e AS (
               INSERT INTO order_event (order_id, from_status, to_status, actor_id, reason)
-              SELECT $1, (SELECT status FROM before), $3, $4, $5 FROM changed)
-            SELECT (SELECT status FROM before) AS previous FROM changed""",
+              SELECT $1, previous, $3, $4, $5 FROM changed)
+            SELECT previous FROM changed""",
         order_id,
         list(allowed_from),
         to_status,
@@ -146,7 +144,7 @@ async def transition(
         reason,
         payment_method,
     )
-    return str(row["previous"]) if row is not None else None
+    return str(row["previous"]) if row is not None and row["previous"] is not None else None
 
 
 async def events(session: AsyncSession, order_id: uuid.UUID) -> list[asyncpg.Record]:

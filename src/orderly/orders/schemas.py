@@ -75,6 +75,26 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
+class CreditsPayment(BaseModel):
+    """Pay from the caller's credits wallet."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["credits"]
+
+
+class CardPayment(BaseModel):
+    """Pay by card: a Stripe PaymentMethod id created by the client (``pm_…``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["card"]
+    payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
+
+
+PaymentCreate = Annotated[CreditsPayment | CardPayment, Field(discriminator="method")]
+
+
 class WarehouseEvent(BaseModel):
     """The warehouse's signed callback."""
 

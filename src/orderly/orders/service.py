@@ -21,8 +21,11 @@ from orderly.catalog import service as catalog_service
 from orderly.core.crypto import FieldCipher
 from orderly.core.jobs import enqueue
 from orderly.core.telemetry import ORDER_EVENTS, get_logger
+from orderly.ledger import service as ledger_service
 from orderly.orders import repository
 from orderly.orders.schemas import OrderCreate, OrderRead, ShippingAddress
+from orderly.payments import service as payments_service
+from orderly.payments.gateway import StripeGateway
 
 log = get_logger(__name__)
 
@@ -34,6 +37,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 EMAIL_TASK = "orders.send_order_email"
 WAREHOUSE_TASK = "orders.notify_warehouse"
+SETTLE_TASK = "orders.settle_card_payment"
 
 
 def _address_context(order_id: uuid.UUID) -> str:
@@ -197,6 +201,88 @@ async def transition(
     return previous
 
 
+def payment_reference(order_id: uuid.UUID | str) -> str:
+    """The key that ties an order to its one payment in the ledger and at Stripe."""
+    return f"order:{order_id}"
+
+
+def _require(values: dict[str, Any], to_status: str) -> None:
+    if values["status"] not in TRANSITIONS[to_status]:
+        raise errors.IllegalTransition(values["status"], to_status)
+
+
+async def pay_with_credits(
+    session: AsyncSession, values: dict[str, Any], *, actor_id: uuid.UUID
+) -> None:
+    """Debit the wallet, credit revenue and mark the order paid, all in the caller's transaction.
+
+    Short of credits raises InsufficientFunds with nothing written.
+    """
+    _require(values, "paid")
+    await ledger_service.pay_from_wallet(
+        session,
+        user_id=values["user_id"],
+        amount_cents=values["total_cents"],
+        currency=values["currency"],
+        reference=payment_reference(values["id"]),
+        description=f"order {values['id']}",
+    )
+    await mark_paid(session, values, actor_id=actor_id, payment_method="credits")
+
+
+async def pay_with_card(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    values: dict[str, Any],
+    *,
+    payment_method: str,
+    idempotency_key: str | None,
+    actor_id: uuid.UUID,
+) -> None:
+    """Charge the card at Stripe (the order row is locked meanwhile) and mark the order paid.
+
+    A decline raises CardDeclined; Stripe down raises Unavailable; nothing is
+    written in either case. A charge whose recording fails here is settled
+    later from Stripe's webhook (``orders.settle_card_payment``).
+    """
+    _require(values, "paid")
+    await payments_service.pay_by_card(
+        session,
+        gateway,
+        reference=payment_reference(values["id"]),
+        user_id=values["user_id"],
+        amount_cents=values["total_cents"],
+        currency=values["currency"],
+        payment_method=payment_method,
+        idempotency_key=idempotency_key,
+    )
+    await mark_paid(session, values, actor_id=actor_id, payment_method="card")
+
+
+async def refund_payment(
+    session: AsyncSession,
+    gateway: StripeGateway | None,
+    values: dict[str, Any],
+    *,
+    actor_id: uuid.UUID | None,
+    reason: str,
+) -> None:
+    """Give a paid order's money back the way it came: credits to the wallet, or a card refund."""
+    reference = payment_reference(values["id"])
+    method = values["payment_method"]
+    if method == "credits":
+        await ledger_service.refund_to_wallet(
+            session, reference=reference, reason=reason, actor_id=actor_id
+        )
+    elif method == "card":
+        if gateway is None:
+            raise errors.Unavailable("Card payments are not configured; cannot refund.")
+        await payments_service.refund_card_payment(
+            session, gateway, reference=reference, reason=reason
+        )
+    ORDER_EVENTS.labels(f"refund_{method}").inc()
+
+
 async def mark_paid(
     session: AsyncSession,
     values: dict[str, Any],
@@ -218,16 +304,64 @@ async def mark_paid(
     await enqueue(session, WAREHOUSE_TASK, {"order_id": order_id})
 
 
-async def cancel_pending_or_paid(
-    session: AsyncSession, values: dict[str, Any], *, actor_id: uuid.UUID | None
+async def cancel(
+    session: AsyncSession,
+    gateway: StripeGateway | None,
+    values: dict[str, Any],
+    *,
+    actor_id: uuid.UUID | None,
 ) -> str:
-    """→ cancelled, returning the stock; the caller refunds when the order was paid."""
+    """pending|paid → cancelled: stock returns and a paid order is refunded, in one transaction.
+
+    A card refund is made at Stripe before the commit; if the commit then
+    fails, a retry refunds nothing twice (Stripe idempotency key, refund record).
+    """
     previous = await transition(session, values, "cancelled", actor_id=actor_id, reason="cancelled")
     await catalog_service.release_for_order(
         session, values["id"], _lines(values["items"]), actor_id=actor_id
     )
+    if previous == "paid":
+        await refund_payment(session, gateway, values, actor_id=actor_id, reason="order cancelled")
     await enqueue(session, EMAIL_TASK, {"order_id": str(values["id"]), "kind": "cancellation"})
     return previous
+
+
+async def refund(
+    session: AsyncSession,
+    gateway: StripeGateway | None,
+    values: dict[str, Any],
+    *,
+    actor_id: uuid.UUID,
+) -> str:
+    """paid|fulfilled → refunded (staff): money back; unshipped stock returns to the shelf."""
+    previous = await transition(session, values, "refunded", actor_id=actor_id, reason="refunded")
+    if previous == "paid":
+        await catalog_service.release_for_order(
+            session, values["id"], _lines(values["items"]), actor_id=actor_id
+        )
+    await refund_payment(session, gateway, values, actor_id=actor_id, reason="order refunded")
+    await enqueue(session, EMAIL_TASK, {"order_id": str(values["id"]), "kind": "refund"})
+    return previous
+
+
+async def settle_card_payment(session: AsyncSession, reference: str) -> bool:
+    """Mark an order paid after Stripe told us of a charge our request never recorded.
+
+    Returns True when this call settled it; an order that moved on meanwhile
+    (paid by this very request after all, or cancelled) is left as it is.
+    """
+    prefix = payment_reference("")
+    if not reference.startswith(prefix):
+        return False
+    try:
+        order_id = uuid.UUID(reference.removeprefix(prefix))
+    except ValueError:
+        return False
+    values = await repository.get_order(session, order_id, for_update=True)
+    if values is None or values["status"] != "pending":
+        return False
+    await mark_paid(session, values, actor_id=None, payment_method="card")
+    return True
 
 
 async def fulfil_from_warehouse(session: AsyncSession, order_id: uuid.UUID) -> bool:

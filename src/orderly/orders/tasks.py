@@ -33,6 +33,7 @@ _SUBJECTS = {
     "confirmation": "We received your order {short}",
     "payment": "Payment received for order {short}",
     "cancellation": "Your order {short} was cancelled",
+    "refund": "Your order {short} was refunded",
 }
 
 
@@ -42,7 +43,7 @@ class OrderEmail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: uuid.UUID
-    kind: Literal["confirmation", "payment", "cancellation"]
+    kind: Literal["confirmation", "payment", "cancellation", "refund"]
 
 
 class OrderRef(BaseModel):
@@ -65,8 +66,10 @@ def render_email(order: dict[str, Any], kind: str, name: str | None) -> tuple[st
         lines.append(f"Thank you for your order {order['id']}.")
     elif kind == "payment":
         lines.append(f"We received the payment for your order {order['id']}.")
-    else:
+    elif kind == "cancellation":
         lines.append(f"Your order {order['id']} was cancelled; any payment is refunded.")
+    else:
+        lines.append(f"Your order {order['id']} was refunded.")
     lines.append("")
     for item in order["items"]:
         unit = _money(int(item["unit_price_cents"]), order["currency"])
@@ -136,4 +139,20 @@ async def notify_warehouse(ctx: JobContext, payload: dict[str, Any]) -> None:
     )
 
 
-TASKS = [send_order_email, notify_warehouse]
+class CardSettlement(BaseModel):
+    """Payload the payments domain enqueues after a webhook recorded a charge."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reference: str
+
+
+@task(orders_service.SETTLE_TASK, retry=RetryPolicy(max_attempts=8, base_delay=2.0))
+async def settle_card_payment(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Mark the order paid for a card charge Stripe confirmed after our request gave up."""
+    job = CardSettlement.model_validate(payload)
+    settled = await orders_service.settle_card_payment(ctx.session, job.reference)
+    log.info("card_payment_settled", reference=job.reference, changed=settled)
+
+
+TASKS = [send_order_email, notify_warehouse, settle_card_payment]

@@ -13,9 +13,9 @@ from orderly.payments.errors import InvalidWebhookSignature
 
 router = APIRouter(tags=["payments"])
 
-# Enqueued when a webhook records a payment our own request never recorded, so
-# the orders domain can settle the order; None until orders registers the task.
-RECONCILED_TASK: str | None = None
+# Enqueued (by name: jobs cross domains by name only) when a webhook records a
+# payment our own request never recorded, so the orders domain settles the order.
+RECONCILED_TASK = "orders.settle_card_payment"
 
 
 @router.post(
