@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import httpx
 
@@ -141,3 +143,20 @@ async def test_invalid_email_is_422(client: httpx.AsyncClient) -> None:
     response = await register(client, "not-an-email")
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "email"
+
+
+async def test_racing_refreshes_of_one_token_end_the_session(client: httpx.AsyncClient) -> None:
+    """Two uses of one refresh token at once: one wins, the other is reuse and revokes all."""
+    email = unique_email()
+    assert (await register(client, email)).status_code == 201
+    pair = (await client.post("/v1/auth/token", json={"email": email, "password": PASSWORD})).json()
+    body = {"refresh_token": pair["refresh_token"]}
+    first, second = await asyncio.gather(
+        client.post("/v1/auth/refresh", json=body), client.post("/v1/auth/refresh", json=body)
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 401]
+    winner = first if first.status_code == 200 else second
+    after = await client.post(
+        "/v1/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]}
+    )
+    assert after.status_code == 401

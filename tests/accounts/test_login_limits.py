@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -172,3 +173,36 @@ async def test_unknown_email_and_wrong_password_look_and_take_the_same(
     unknown = statistics.median(timings["unknown"][2:])
     wrong = statistics.median(timings["wrong"][2:])
     assert 0.6 < unknown / wrong < 1.6, (unknown, wrong)
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_allowance(
+    make_app: Any, database: Database, raw_db: asyncpg.Connection
+) -> None:
+    app, settings = await make_app(login_rate_limit="5/minute")
+    email = unique_email()
+    await create_user(database, settings, email=email)
+    async with client_for(app, "10.3.0.1") as client:
+        responses = await asyncio.gather(*(attempt(client, email, WRONG) for _ in range(25)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [401] * 4 + [429] * 21
+    failures = await raw_db.fetchval(
+        "SELECT count(*) FROM audit_event WHERE action = 'auth.login_failed'"
+    )
+    assert failures == 5  # exactly the allowance was checked against the password
+
+
+async def test_login_outcomes_are_counted_in_metrics(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    def value(text: str, outcome: str) -> float:
+        match = re.search(rf'orderly_login_attempts_total{{outcome="{outcome}"}} (\S+)', text)
+        return float(match.group(1)) if match else 0.0
+
+    before = (await client.get("/metrics")).text
+    email = unique_email()
+    await create_user(database, settings, email=email)
+    await attempt(client, email, WRONG)
+    await attempt(client, email, PASSWORD)
+    after = (await client.get("/metrics")).text
+    assert value(after, "failed") == value(before, "failed") + 1
+    assert value(after, "succeeded") == value(before, "succeeded") + 1

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +32,19 @@ async def insert_user(session: AsyncSession, user: User) -> bool:
         .returning(User.id)
     )
     return (await session.execute(statement)).first() is not None
+
+
+async def lock_login(session: AsyncSession, email: str) -> None:
+    """Serialize login attempts on one account until this transaction ends.
+
+    Checking the failure allowance, verifying and counting the failure then
+    happen one attempt at a time, so a burst of parallel guesses cannot all
+    pass the check before any failure is counted.
+    """
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('orderly.login:' || :email, 0))"),
+        {"email": email},
+    )
 
 
 async def get(

@@ -89,6 +89,7 @@ async def login(
     limiter = sec.limits.limiter
     per_account, per_ip = login_limits(sec)
     ip = context.ip or "unknown"
+    await repository.lock_login(session, email)
     for item, keys in ((per_account, ("login", "account", email)), (per_ip, ("login", "ip", ip))):
         status = await limiter.peek(item, *keys)
         if not status.allowed:

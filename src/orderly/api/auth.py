@@ -53,6 +53,7 @@ __all__ = [
     "SecurityRuntime",
     "StaffUser",
     "app_routes",
+    "limits_for",
     "require_roles",
     "route_policy",
     "unguarded_routes",
@@ -86,13 +87,22 @@ def _declare(policy: Policy) -> Callable[[Any], Any]:
 # ---------------------------------------------------------------- per-process runtime
 
 
-def get_limits(request: Request) -> Limits:
-    """The process's rate limiter and cache (Redis when configured), built on first use."""
-    limits: Limits | None = getattr(request.app.state, "limits", None)
+def limits_for(app: FastAPI) -> Limits:
+    """The app's rate limiter and cache (Redis when configured), built on first use.
+
+    ``main.create_app`` may call it at start-up to register ``limits.ping`` as a
+    readiness check; lifespan shutdown closes it.
+    """
+    limits: Limits | None = getattr(app.state, "limits", None)
     if limits is None:
-        limits = Limits.from_settings(request.app.state.settings)
-        request.app.state.limits = limits
+        limits = Limits.from_settings(app.state.settings)
+        app.state.limits = limits
     return limits
+
+
+def get_limits(request: Request) -> Limits:
+    """Dependency: the process's rate limiter and cache."""
+    return limits_for(request.app)
 
 
 def get_security(request: Request) -> Security:
