@@ -273,17 +273,29 @@ def user_create(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the audit hash chain; exit 1 naming the first edited or missing event."""
+    """Check the audit hash chain and the ledger invariants; exit 1 naming what is broken."""
     from orderly.audit.cli import verify
+    from orderly.ledger import cli as ledger_cli
 
     with _runtime(dev_secrets=False) as runtime:
         report = asyncio.run(verify(runtime.database_url))
-    if not report.ok:
-        fail(
+        ledger = asyncio.run(ledger_cli.verify(runtime.database_url))
+    problems: list[str] = []
+    if report.ok:
+        print(f"audit chain intact: {report.checked} events")
+    else:
+        problems.append(
             f"audit chain broken at event {report.broken_event_id} (seq {report.broken_seq}): "
             f"{report.reason}; {report.checked} events before it are intact"
         )
-    print(f"audit chain intact: {report.checked} events")
+    if ledger.ok:
+        print("ledger balanced: every transaction and currency sums to zero")
+    else:
+        problems.extend(ledger_cli.describe(ledger))
+    for line in problems[:-1]:
+        console.print(f"orderly: {line}", markup=False, highlight=False)
+    if problems:
+        fail(problems[-1])
 
 
 # ---------------------------------------------------------------- benchmark

@@ -32,6 +32,7 @@ async def test_verify_passes_then_names_the_edited_event(
     intact = run_orderly("audit", "verify", database_url=database_url, data_dir=tmp_path)
     assert intact.returncode == 0, intact.stderr
     assert "intact: 5 events" in intact.stdout
+    assert "ledger balanced" in intact.stdout
 
     edited = await raw_db.fetchval("SELECT id FROM audit_event WHERE seq = 3")
     async with raw_db.transaction():
