@@ -125,8 +125,10 @@ class HttpReceiver:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.2)
         await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))  # the kernel picks the port: no race with other tests
+        self.port = listener.getsockname()[1]
+        await web.SockSite(self._runner, listener).start()
 
     async def stop(self) -> None:
         """Stop listening and cancel handlers that still hang."""
