@@ -13,7 +13,7 @@ import stripe
 from orderly import errors
 from orderly.core.db import Database
 from orderly.core.outbound import Breakers, CircuitOpen
-from orderly.core.telemetry import CIRCUIT_STATE
+from orderly.core.telemetry import CIRCUIT_STATE, REGISTRY
 from orderly.ledger import service as ledger
 from orderly.payments import service as payments
 from orderly.payments.errors import CardDeclined
@@ -245,6 +245,12 @@ async def test_unreachable_stripe_fails_fast_and_opens_the_breaker(
                     payment_method="pm_whatever",
                 )
         assert time.monotonic() - started < 0.5  # not even attempted
+        counted = REGISTRY.get_sample_value(
+            "orderly_stripe_requests_total",
+            {"operation": "create_payment", "outcome": "circuit_open"},
+        )
+        assert counted is not None
+        assert counted >= 1
         assert await _counts(raw_db) == (0, 0)
     finally:
         await dead.aclose()

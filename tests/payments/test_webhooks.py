@@ -141,3 +141,23 @@ async def test_a_refund_made_at_stripe_is_recorded(
     assert report.ok
     assert ("revenue", "USD", 0) in report.totals
     assert await raw_db.fetchval("SELECT count(*) FROM stripe_event") == 3
+
+
+async def test_a_second_charge_for_a_paid_reference_is_flagged_not_recorded(
+    database: Database, raw_db: asyncpg.Connection
+) -> None:
+    outcomes = []
+    async with database.session() as session:
+        for event_id, intent_id in (("evt_a", "pi_first"), ("evt_b", "pi_second")):
+            event = intent_succeeded_event(
+                event_id, intent_id=intent_id, amount=100, currency="usd", reference="order:dup"
+            )
+            body, header = signed_delivery(event)
+            outcome = await payments.handle_webhook(
+                session, payload=body, signature=header, secret=WEBHOOK_SECRET
+            )
+            outcomes.append(outcome.outcome)
+        await session.commit()
+    assert outcomes == ["reconciled", "duplicate_charge"]
+    assert await raw_db.fetchval("SELECT payment_intent_id FROM card_payment") == "pi_first"
+    assert await raw_db.fetchval("SELECT count(*) FROM ledger_transaction") == 1

@@ -16,22 +16,38 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
 import stripe
+from prometheus_client import Counter, Histogram
 from stripe.params import PaymentIntentCreateParams
 
 from orderly import errors
 from orderly.config import Settings
 from orderly.core.outbound import Breakers
-from orderly.core.telemetry import get_logger
+from orderly.core.telemetry import REGISTRY, get_logger
 from orderly.payments.errors import CardDeclined, PaymentIncomplete
 
 log = get_logger(__name__)
 
 BREAKER = "stripe"
+STRIPE_REQUESTS = Counter(
+    "orderly_stripe_requests_total",
+    "Calls to Stripe by operation and outcome (ok, declined, invalid, conflict, "
+    "unavailable, circuit_open).",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+STRIPE_LATENCY = Histogram(
+    "orderly_stripe_request_duration_seconds",
+    "Time spent in calls to Stripe, retries included.",
+    ["operation"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+    registry=REGISTRY,
+)
 # Client-side mistakes and card outcomes: they say nothing about Stripe's health.
 _NOT_FAILURES: tuple[type[BaseException], ...] = (
     stripe.CardError,
@@ -131,19 +147,24 @@ class StripeGateway:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """Run one SDK call under the breaker and the deadline; map failures to domain errors."""
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             async with self.breakers.guard(BREAKER, ignore=_NOT_FAILURES):
                 async with asyncio.timeout(self.options.deadline):
                     return await call()
         except stripe.CardError as exc:
+            outcome = "declined"
             raise CardDeclined(
                 exc.user_message or "Your card was declined.", decline_code=exc.code
             ) from None
         except stripe.IdempotencyError:
+            outcome = "conflict"
             raise errors.Conflict(
                 "this payment was already attempted with other details; use a new key"
             ) from None
         except stripe.InvalidRequestError as exc:
+            outcome = "invalid"
             log.warning(
                 "stripe_invalid_request", operation=operation, code=exc.code, param=exc.param
             )
@@ -151,12 +172,17 @@ class StripeGateway:
                 exc.user_message or "the payment details were refused", field=exc.param or None
             ) from None
         except errors.Unavailable:
-            raise  # the breaker is open: not attempted
+            outcome = "circuit_open"
+            raise  # not attempted
         except (stripe.StripeError, TimeoutError, httpx.HTTPError) as exc:
+            outcome = "unavailable"
             log.warning("stripe_unavailable", operation=operation, error=type(exc).__name__)
             raise errors.Unavailable(
                 "the payment provider is unreachable; try again later"
             ) from None
+        finally:
+            STRIPE_REQUESTS.labels(operation, outcome).inc()
+            STRIPE_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
     async def create_payment(
         self,

@@ -267,6 +267,16 @@ async def _on_intent_succeeded(
     payment = await record_succeeded_intent(session, intent)
     if payment is None:
         return "not_ours"
+    if payment.payment_intent_id != intent.id:
+        # Two charges for one reference (say, two racing requests with different
+        # keys): the second is not ours to keep. Flag it loudly for a refund.
+        log.error(
+            "duplicate_card_charge",
+            reference=payment.reference,
+            recorded=payment.payment_intent_id,
+            payment_intent=intent.id,
+        )
+        return "duplicate_charge"
     if not payment.created:
         return "already_recorded"
     if notify_task:
