@@ -506,6 +506,13 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
         "shares cores with server": "yes",
         "worker during HTTP passes": "none (jobs accumulate; drain measured separately)",
     }
+    load = os.getloadavg()
+    run.results["environment"]["load average at start"] = " ".join(f"{x:.2f}" for x in load)
+    if load[0] > 0.5 * loadgen.cpu_count():
+        run.say(
+            f"[yellow]the machine is busy (load {load[0]:.1f} on {loadgen.cpu_count()} cores): "
+            "expect noisy numbers[/]"
+        )
     run.results["config"] = {
         k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
     }
@@ -540,6 +547,9 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             run.results["workdir"] = str(workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    run.results["environment"]["load average at end"] = " ".join(
+        f"{x:.2f}" for x in os.getloadavg()
+    )
     run.results["elapsed_s"] = round(time.monotonic() - started, 1)
     _ratios(run)
     return run.results

@@ -8,6 +8,7 @@ same rows and none disturbs another.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import secrets
@@ -248,6 +249,8 @@ async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
                     response = await client.post(
                         "/v1/orders", json=body, headers={**headers, "Idempotency-Key": key}
                     )
+                    # asyncpg calls query loggers with call_soon: let the COMMIT's run.
+                    await asyncio.sleep(0.05)
             order = _expect(response, 201, "POST /v1/orders")
         finally:
             recorder.close()
