@@ -30,27 +30,39 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def localstripe_server() -> Iterator[str]:
-    """Run ``python -m localstripe`` on a free port; yield its base URL."""
-    port = free_port()
+def _start(port: int) -> subprocess.Popen[bytes] | None:
+    """Start localstripe on *port*; None if it did not come up there (port taken)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "localstripe", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/customers", auth=(TEST_API_KEY, ""), timeout=1)
+        except httpx.TransportError:
+            time.sleep(0.1)
+            continue
+        if proc.poll() is None:  # it is ours answering, not another test run's
+            return proc
+    proc.kill()
+    proc.wait(10)
+    return None
+
+
+@contextmanager
+def localstripe_server() -> Iterator[str]:
+    """Run ``python -m localstripe`` on a free port; yield its base URL."""
+    for _ in range(3):  # another process may take the port between our probe and the bind
+        port = free_port()
+        proc = _start(port)
+        if proc is not None:
+            break
+    else:
+        raise RuntimeError("localstripe did not start")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{url}/v1/customers", auth=(TEST_API_KEY, ""), timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("localstripe did not start") from None
-                time.sleep(0.1)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         proc.wait(10)
