@@ -56,8 +56,11 @@ def _diff(conn: Connection) -> list[object]:
     def include_object(
         obj: object, name: str | None, kind: str, reflected: bool, _: object
     ) -> bool:
-        # PgQueuer's tables are created from its frozen SQL, not from our models.
-        return not (kind == "table" and name is not None and name.startswith("pgqueuer"))
+        # PgQueuer's tables come from its frozen SQL, not from our models; test_* tables are
+        # scaffolding some tests create for themselves.
+        return not (
+            kind == "table" and name is not None and name.startswith(("pgqueuer", "test_"))
+        )
 
     context = MigrationContext.configure(
         conn, opts={"include_object": include_object, "compare_type": True}

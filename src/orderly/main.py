@@ -16,6 +16,7 @@ from orderly.api.router import api_router
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.core.jobs import QueueDepthMonitor, Task, Worker
+from orderly.core.limits import Limits
 from orderly.core.telemetry import configure_tracing, get_logger
 
 log = get_logger(__name__)
@@ -42,6 +43,9 @@ def create_app(
         _instrument_sql(database)
         app.state.database = database
         app.state.queue_monitor = QueueDepthMonitor(database)
+        app.state.limits = Limits.from_settings(settings)
+        if app.state.limits.shared:
+            app.state.lifecycle.extra_checks["redis"] = app.state.limits.ping
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker:
@@ -62,9 +66,7 @@ def create_app(
             gateway = getattr(app.state, "stripe_gateway", None)
             if gateway is not None:
                 await gateway.aclose()
-            limits = getattr(app.state, "limits", None)
-            if limits is not None:
-                await limits.close()
+            await app.state.limits.close()
             await database.dispose()
             log.info("api_stopped")
 

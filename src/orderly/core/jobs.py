@@ -425,7 +425,22 @@ class Worker:
             )
         finally:
             await self._pool.close()
+            await self._close_resources()
             log.info("worker_stopped")
+
+    async def _close_resources(self) -> None:
+        """Close resources that hold connections (HTTP clients), once no job runs."""
+        for resource in self.resources.values():
+            closer = getattr(resource, "aclose", None)
+            if closer is not None and asyncio.iscoroutinefunction(closer):
+                try:
+                    await closer()
+                except Exception as exc:  # noqa: BLE001 - shutdown goes on for the others
+                    log.warning(
+                        "resource_close_failed",
+                        resource=type(resource).__name__,
+                        error=type(exc).__name__,
+                    )
 
     def stop(self) -> None:
         """Stop fetching new jobs; running jobs finish (or are re-picked after a crash)."""

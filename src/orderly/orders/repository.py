@@ -168,3 +168,32 @@ async def paid_at(session: AsyncSession, order_id: uuid.UUID) -> datetime | None
         order_id,
     )
     return value
+
+
+async def stale_addresses(
+    session: AsyncSession, current_key_id: str, limit: int
+) -> list[asyncpg.Record]:
+    """Orders whose address is sealed with an older key (locked, skipping busy rows)."""
+    conn = await raw_connection(session)
+    return list(
+        await conn.fetch(
+            """SELECT id, shipping_address FROM sales_order
+                WHERE pii_key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            current_key_id,
+            limit,
+        )
+    )
+
+
+async def reseal_addresses(
+    session: AsyncSession, order_ids: Sequence[uuid.UUID], tokens: Sequence[str], key_id: str
+) -> None:
+    """Store re-sealed addresses and the key id they are sealed with."""
+    conn = await raw_connection(session)
+    await conn.execute(
+        """UPDATE sales_order o SET shipping_address = r.token, pii_key_id = $3
+             FROM unnest($1::uuid[], $2::text[]) AS r(id, token) WHERE o.id = r.id""",
+        list(order_ids),
+        list(tokens),
+        key_id,
+    )

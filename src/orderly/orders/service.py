@@ -378,6 +378,24 @@ async def fulfil_from_warehouse(session: AsyncSession, order_id: uuid.UUID) -> b
     return True
 
 
+async def reencrypt_addresses(session: AsyncSession, cipher: FieldCipher, *, batch: int) -> int:
+    """Re-seal one batch of shipping addresses under the newest key; returns rows changed."""
+    rows = await repository.stale_addresses(session, cipher.current_key_id, batch)
+    if not rows:
+        return 0
+    tokens = [
+        cipher.encrypt(
+            cipher.decrypt(row["shipping_address"], context=_address_context(row["id"])),
+            context=_address_context(row["id"]),
+        )
+        for row in rows
+    ]
+    await repository.reseal_addresses(
+        session, [row["id"] for row in rows], tokens, cipher.current_key_id
+    )
+    return len(rows)
+
+
 def to_read(values: dict[str, Any], cipher: FieldCipher | None = None) -> OrderRead:
     """The API view of a loaded order."""
     return _read(values, cipher)

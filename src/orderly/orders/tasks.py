@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from orderly.accounts import service as accounts_service
 from orderly.config import Settings
 from orderly.core.crypto import FieldCipher
-from orderly.core.jobs import JobContext, RetryPolicy, task
+from orderly.core.jobs import JobContext, RetryPolicy, enqueue, task
 from orderly.core.telemetry import get_logger
 from orderly.notifications import service as notifications
 from orderly.notifications.mailer import Mailer
@@ -155,4 +155,23 @@ async def settle_card_payment(ctx: JobContext, payload: dict[str, Any]) -> None:
     log.info("card_payment_settled", reference=job.reference, changed=settled)
 
 
-TASKS = [send_order_email, notify_warehouse, settle_card_payment]
+REENCRYPT_BATCH = 500
+
+
+@task("orders.reencrypt_addresses", schedule="23 * * * *", timeout=300)
+async def reencrypt_addresses(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """After a key rotation, move shipping addresses to the newest key, a batch at a time.
+
+    Chains another job while a full batch was changed, so a rotation finishes
+    quickly without one long transaction; hourly runs catch anything left.
+    """
+    batch = int(payload.get("batch", REENCRYPT_BATCH))
+    changed = await orders_service.reencrypt_addresses(
+        ctx.session, ctx.resource(FieldCipher), batch=batch
+    )
+    log.info("addresses_reencrypted", rows=changed)
+    if changed == batch:
+        await enqueue(ctx.session, "orders.reencrypt_addresses", {"batch": batch})
+
+
+TASKS = [send_order_email, notify_warehouse, settle_card_payment, reencrypt_addresses]
