@@ -17,6 +17,7 @@ import re
 import uuid
 from datetime import datetime
 
+from asyncpg.exceptions import ForeignKeyViolationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly import errors
@@ -349,8 +350,6 @@ async def record_card_refund(
 
 
 async def _ensure_wallet_for(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
-    from asyncpg.exceptions import ForeignKeyViolationError
-
     try:
         await repo.ensure_wallet(session, user_id, currency)
     except ForeignKeyViolationError:
