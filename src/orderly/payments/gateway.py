@@ -60,10 +60,12 @@ _NOT_FAILURES: tuple[type[BaseException], ...] = (
 class GatewayOptions:
     """Limits for calls to Stripe (seconds, counts)."""
 
-    connect_timeout: float = 3.0
+    connect_timeout: float = 2.0
     read_timeout: float = 10.0
     max_network_retries: int = 2
-    deadline: float = 20.0
+    # Worst case for a caller (a black-holed Stripe, every retry timing out); the
+    # order row stays locked meanwhile, so this is kept well under the HTTP timeouts.
+    deadline: float = 15.0
     breaker_threshold: int = 5
     breaker_ttl: float = 30.0
     # Stripe needs this for server-side confirmation; localstripe rejects the parameter.
