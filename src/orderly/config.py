@@ -111,9 +111,9 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(900, ge=60, le=86400)
     refresh_token_ttl_seconds: int = Field(30 * 86400, ge=3600)
     encryption_keys: SecretStr | None = None
-    # argon2id cost (RFC 9106 "second recommended"); raising it rehashes passwords on next login.
-    password_hash_time_cost: int = Field(3, ge=1, le=20)
-    password_hash_memory_kib: int = Field(65536, ge=1024, le=4 * 1024 * 1024)
+    # argon2id cost (OWASP: m=19 MiB, t=2, p=1, ≈35 ms here); raising it rehashes at next login.
+    password_hash_time_cost: int = Field(2, ge=1, le=20)
+    password_hash_memory_kib: int = Field(19456, ge=1024, le=4 * 1024 * 1024)
 
     smtp_url: SecretStr | None = None
     mail_from: str = "orderly@localhost"

@@ -18,6 +18,7 @@ a route. Resource ownership stays the service's job: use
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -255,12 +256,12 @@ def unguarded_routes(app: FastAPI) -> list[str]:
 
 
 async def _deny_undeclared(request: Request) -> None:
-    route = request.scope.get("route")
+    route: Any = request.scope.get("route")
     declared: bool | None = getattr(route, "_orderly_policy_declared", None)
     if declared is None:
         declared = route_policy(route) is not None
-        if route is not None:
-            route._orderly_policy_declared = declared  # computed once per route
+        with contextlib.suppress(AttributeError):  # memoise per route when the object allows
+            setattr(route, "_orderly_policy_declared", declared)  # noqa: B010
     if not declared:
         raise Forbidden("This route declares no access policy.")
 

@@ -37,7 +37,7 @@ class DecryptionError(Exception):
 class Passwords:
     """argon2id hashing with configurable cost and a constant-work path for unknown users."""
 
-    def __init__(self, *, time_cost: int = 3, memory_kib: int = 65536, parallelism: int = 4):
+    def __init__(self, *, time_cost: int = 2, memory_kib: int = 19456, parallelism: int = 1):
         self._hasher = PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_kib,
