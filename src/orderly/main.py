@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from orderly.api import ops, problems
 from orderly.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from orderly.api.router import api_router
+from orderly.api.router import api_router, route_templates
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.core.jobs import QueueDepthMonitor, Task, Worker
@@ -81,6 +81,7 @@ def create_app(
     problems.install(app)
     app.include_router(ops.router)
     app.include_router(api_router)
+    app.state.route_templates = route_templates(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -42,3 +42,11 @@ async def test_metrics_expose_request_histogram_and_queue_depth(
     assert 'orderly_queue_depth{status="queued"} 1.0' in body
     assert "orderly_queue_oldest_job_age_seconds" in body
     assert "orderly_db_pool_connections" in body
+
+
+async def test_metrics_label_v1_routes_by_their_full_template(client: httpx.AsyncClient) -> None:
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert (await client.get(f"/v1/products/{missing}")).status_code == 404
+    body = (await client.get("/metrics")).text
+    assert 'route="/v1/products/{product_id}",status="404"' in body
+    assert missing not in body

@@ -48,6 +48,16 @@ def _internal_error_body(request_id: str) -> bytes:
     )
 
 
+def _route_template(scope: Scope) -> str:
+    """The matched route's full path template, or "unmatched" (bounded label cardinality)."""
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    app = scope.get("app")
+    templates: dict[int, str] = getattr(getattr(app, "state", None), "route_templates", {})
+    return templates.get(id(route)) or str(getattr(route, "path", "unmatched"))
+
+
 class RequestContextMiddleware:
     """Outermost layer: binds the request id, records metrics and the access log.
 
@@ -111,8 +121,7 @@ class RequestContextMiddleware:
             finally:
                 HTTP_IN_FLIGHT.dec()
                 elapsed = time.perf_counter() - started
-                route = scope.get("route")
-                template = getattr(route, "path", None) or "unmatched"
+                template = _route_template(scope)
                 method = scope["method"]
                 status = state["status"]
                 HTTP_REQUESTS.labels(method, template, str(status)).inc()

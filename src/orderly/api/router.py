@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from orderly.accounts.endpoints import router as accounts_router
 from orderly.api.auth import DENY_UNDECLARED
@@ -22,3 +22,20 @@ api_router.include_router(orders_router)
 api_router.include_router(jobs_router)
 api_router.include_router(ledger_router)
 api_router.include_router(payments_router)
+
+
+def route_templates(app: FastAPI) -> dict[int, str]:
+    """Map each route object to its full path template ("/v1/orders/{order_id}").
+
+    FastAPI includes routers lazily: the route a request matched carries only
+    its own path, without the prefixes of the routers that include it. Metrics
+    and logs label requests by the full template, looked up here by identity.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI: app.routes is already flat, with full paths
+        return {id(route): str(getattr(route, "path", "")) for route in app.routes}
+    return {
+        id(getattr(context, "original_route", context)): str(getattr(context, "path", ""))
+        for context in iter_route_contexts(app.routes)
+    }
