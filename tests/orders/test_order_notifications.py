@@ -150,6 +150,7 @@ async def test_confirmation_email_survives_an_smtp_outage_and_arrives_once(
     message = smtp.messages[0]
     assert order["id"] in message["Subject"]
     assert order["id"] in message.get_payload()
+    assert "2 x Widget" in message.get_payload()
     assert message["Message-ID"]
 
 

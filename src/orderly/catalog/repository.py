@@ -92,6 +92,17 @@ async def get_product(session: AsyncSession, product_id: uuid.UUID) -> asyncpg.R
     )
 
 
+async def names(
+    session: AsyncSession, product_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, str]]:
+    """(id, name) of the given products."""
+    conn = await raw_connection(session)
+    rows = await conn.fetch(
+        "SELECT id, name FROM product WHERE id = ANY($1::uuid[])", list(product_ids)
+    )
+    return [(row["id"], row["name"]) for row in rows]
+
+
 async def list_products(
     session: AsyncSession,
     *,

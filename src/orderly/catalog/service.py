@@ -85,6 +85,11 @@ async def get_product_json(session: AsyncSession, product_id: uuid.UUID) -> byte
     return body
 
 
+async def product_names(session: AsyncSession, product_ids: Sequence[uuid.UUID]) -> dict[str, str]:
+    """Names of products by id (for messages; inactive products included)."""
+    return {str(pid): name for pid, name in await repository.names(session, product_ids)}
+
+
 async def list_products(
     session: AsyncSession,
     *,

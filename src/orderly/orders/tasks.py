@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from orderly.accounts import service as accounts_service
+from orderly.catalog import service as catalog_service
 from orderly.config import Settings
 from orderly.core.crypto import FieldCipher
 from orderly.core.jobs import JobContext, RetryPolicy, enqueue, task
@@ -58,8 +59,10 @@ def _money(cents: int, currency: str) -> str:
     return f"{cents // 100}.{cents % 100:02d} {currency}"
 
 
-def render_email(order: dict[str, Any], kind: str, name: str | None) -> tuple[str, str]:
-    """Subject and plain-text body of an order e-mail."""
+def render_email(
+    order: dict[str, Any], kind: str, name: str | None, products: dict[str, str]
+) -> tuple[str, str]:
+    """Subject and plain-text body of an order e-mail (*products* maps ids to names)."""
     short = str(order["id"])
     lines = [f"Hello {name}," if name else "Hello,", ""]
     if kind == "confirmation":
@@ -73,8 +76,10 @@ def render_email(order: dict[str, Any], kind: str, name: str | None) -> tuple[st
     lines.append("")
     for item in order["items"]:
         unit = _money(int(item["unit_price_cents"]), order["currency"])
-        lines.append(f"  {item['quantity']} x {item['product_id']}  @ {unit}")
-    lines += ["", f"Total: {_money(int(order['total_cents']), order['currency'])}", "", "orderly"]
+        label = products.get(str(item["product_id"]), str(item["product_id"]))
+        lines.append(f"  {item['quantity']} x {label}  @ {unit}")
+    total = _money(int(order["total_cents"]), order["currency"])
+    lines += ["", f"Total: {total}", "", "orderly", ""]
     return _SUBJECTS[kind].format(short=short), "\n".join(lines)
 
 
@@ -89,7 +94,10 @@ async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
     contact = await accounts_service.contact(
         ctx.session, order["user_id"], ctx.resource(FieldCipher)
     )
-    subject, body = render_email(order, job.kind, contact.name)
+    products = await catalog_service.product_names(
+        ctx.session, [uuid.UUID(str(item["product_id"])) for item in order["items"]]
+    )
+    subject, body = render_email(order, job.kind, contact.name, products)
     await notifications.send_email(
         ctx.session,
         ctx.resource(Mailer),
