@@ -48,7 +48,11 @@ def render(results: dict[str, Any], console: Console) -> None:
             table.add_row(name, "[yellow]not run[/]", "", results.get("errors", {}).get(key, ""))
             return
         value = section[value_key]
-        table.add_row(name, f"{value:,.0f} {unit}", _lat(section), notes or section.get("tool", ""))
+        note = notes or section.get("tool", "")
+        others = {k: v for k, v in section.get("statuses", {}).items() if not k.startswith("2")}
+        if others or section.get("socket_errors"):
+            note += f" [yellow]non-2xx {others}, socket errors {section.get('socket_errors', 0)}[/]"
+        table.add_row(name, f"{value:,.0f} {unit}", _lat(section), note)
 
     row(
         "pgbench: order transaction (ceiling)",

@@ -64,6 +64,7 @@ class BenchConfig:
     idempotency: bool = True
     log_level: str = "INFO"
     keep_workdir: bool = False
+    with_worker: bool = False
     json_path: Path | None = None
 
 
@@ -199,8 +200,14 @@ def _api_server(run: Run) -> Iterator[tuple[int, RssSampler]]:
     env = clean_env(
         {**_api_env(run, _url(run, "api")), "ORDERLY_HOST": HOST, "ORDERLY_PORT": str(port)}
     )
-    run.say(f"starting `orderly api` on {HOST}:{port} (uvicorn, 1 process, no worker)")
+    run.say(f"starting `orderly api` on {HOST}:{port} (uvicorn, 1 process)")
     proc = run.group.start("api", ["-m", "orderly", "api"], env, cwd=run.workdir)
+    worker = None
+    if run.config.with_worker:
+        run.say("starting `orderly worker` in its own process (it drains the order jobs)")
+        worker = run.group.start(
+            "orderly-worker", ["-m", "orderly", "worker"], env, cwd=run.workdir
+        )
     try:
         wait_http(f"http://{HOST}:{port}/readyz", proc, timeout=60)
     except RuntimeError as exc:
@@ -213,6 +220,8 @@ def _api_server(run: Run) -> Iterator[tuple[int, RssSampler]]:
             _safe_rss(sampler) / 2**20, 1
         )
         run.group.stop(proc)
+        if worker is not None:
+            run.group.stop(worker)
 
 
 def _safe_rss(sampler: RssSampler) -> int:
@@ -504,7 +513,11 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             else f"python ({config.loadgen_threads} processes) — wrk not used"
         ),
         "shares cores with server": "yes",
-        "worker during HTTP passes": "none (jobs accumulate; drain measured separately)",
+        "worker during HTTP passes": (
+            "`orderly worker` in its own process"
+            if config.with_worker
+            else "none (jobs accumulate; drain measured separately)"
+        ),
     }
     load = os.getloadavg()
     run.results["environment"]["load average at start"] = " ".join(f"{x:.2f}" for x in load)

@@ -340,6 +340,9 @@ def bench(
     ] = True,
     log_level: Annotated[str, typer.Option(help="the API server's log level")] = "INFO",
     keep_workdir: Annotated[bool, typer.Option(help="keep logs and scripts")] = False,
+    with_worker: Annotated[
+        bool, typer.Option(help="run `orderly worker` in its own process during HTTP passes")
+    ] = False,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
 ) -> None:
     """Load benchmark (PRODUCT.md §9): pgbench ceiling, orders, product reads, jobs, start-up."""
@@ -364,6 +367,7 @@ def bench(
         idempotency=idempotency,
         log_level=log_level.upper(),
         keep_workdir=keep_workdir,
+        with_worker=with_worker,
         json_path=json_path,
     )
     try:
