@@ -69,7 +69,9 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_timeout=5,
-            pool_pre_ping=True,
+            # No pool_pre_ping: it costs round trips on every checkout (measured: it doubles
+            # the round trips of a short transaction). A dropped connection is detected on
+            # use instead, and SQLAlchemy then invalidates the whole pool.
             pool_recycle=1800,
             connect_args={
                 "timeout": 5,
