@@ -7,6 +7,10 @@ import asyncio
 import asyncpg
 import httpx
 
+from orderly.accounts import tasks
+from orderly.config import Settings
+from orderly.core.db import Database
+from orderly.core.jobs import JobContext
 from tests.support.accounts import PASSWORD, unique_email
 
 
@@ -160,3 +164,49 @@ async def test_racing_refreshes_of_one_token_end_the_session(client: httpx.Async
         "/v1/auth/refresh", json={"refresh_token": winner.json()["refresh_token"]}
     )
     assert after.status_code == 401
+
+
+async def test_non_ascii_email_is_normalised_consistently(client: httpx.AsyncClient) -> None:
+    created = await register(client, "ÄDA.Ünïcode@Example.COM")
+    assert created.status_code == 201, created.text
+    assert created.json()["email"] == "äda.ünïcode@example.com"
+    token = await client.post(
+        "/v1/auth/token", json={"email": "äda.ÜNÏCODE@example.com", "password": PASSWORD}
+    )
+    assert token.status_code == 200
+
+
+async def test_pruning_forgets_expired_tokens_and_dead_sessions(
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    raw_db: asyncpg.Connection,
+) -> None:
+    email = unique_email()
+    assert (await register(client, email)).status_code == 201
+    login = {"email": email, "password": PASSWORD}
+    live = (await client.post("/v1/auth/token", json=login)).json()
+    dead = (await client.post("/v1/auth/token", json=login)).json()
+    await client.post(
+        "/v1/auth/logout", headers={"Authorization": f"Bearer {dead['access_token']}"}
+    )
+    # Age the logged-out session past retention, and expire one token of the live session.
+    await raw_db.execute(
+        """UPDATE refresh_family SET revoked_at = now() - interval '40 days'
+           WHERE revoked_at IS NOT NULL"""
+    )
+    rotated = (
+        await client.post("/v1/auth/refresh", json={"refresh_token": live["refresh_token"]})
+    ).json()
+    await raw_db.execute(
+        """UPDATE refresh_token SET expires_at = now() - interval '1 second'
+           WHERE spent_at IS NOT NULL"""
+    )
+    async with database.session() as session:
+        ctx = JobContext(session=session, job_id=0, attempt=1, resources={Settings: settings})
+        await tasks.prune_sessions.handler(ctx, {})
+        await session.commit()
+    assert await raw_db.fetchval("SELECT count(*) FROM refresh_family") == 1
+    assert await raw_db.fetchval("SELECT count(*) FROM refresh_token") == 1
+    still = await client.post("/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+    assert still.status_code == 200

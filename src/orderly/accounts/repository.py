@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -203,3 +203,26 @@ async def staff_emails(session: AsyncSession) -> list[str]:
         .order_by(User.email)
     )
     return list(rows.all())
+
+
+async def prune_sessions(session: AsyncSession, revoked_before: datetime) -> tuple[int, int]:
+    """Delete expired refresh tokens and families that are revoked or left without tokens.
+
+    An expired token can never be honoured, so forgetting it loses no reuse
+    detection; a live family always keeps its newest, unexpired token.
+    """
+    tokens = await session.execute(
+        delete(RefreshToken).where(RefreshToken.expires_at < func.now()).returning(RefreshToken.id)
+    )
+    has_token = select(RefreshToken.id).where(RefreshToken.family_id == RefreshFamily.id).exists()
+    families = await session.execute(
+        delete(RefreshFamily)
+        .where(
+            or_(
+                RefreshFamily.revoked_at < revoked_before,
+                (RefreshFamily.created_at < revoked_before) & ~has_token,
+            )
+        )
+        .returning(RefreshFamily.id)
+    )
+    return len(tokens.all()), len(families.all())

@@ -185,3 +185,8 @@ async def logout(
         await repository.revoke_family(session, family_id, "logout")
     await invalidate(session, sec.limits.cache, *(session_cache_key(f) for f in families))
     log.info("logout", user_id=str(principal.id))
+
+
+async def prune(session: AsyncSession, *, older_than: timedelta) -> tuple[int, int]:
+    """Forget expired refresh tokens and sessions revoked or idle for *older_than*."""
+    return await repository.prune_sessions(session, datetime.now(UTC) - older_than)

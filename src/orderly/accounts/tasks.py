@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from orderly.accounts import service
+from orderly.accounts import service, sessions
 from orderly.config import Settings
 from orderly.core.crypto import FieldCipher
 from orderly.core.jobs import JobContext, Task, enqueue, task
@@ -32,4 +33,13 @@ async def reencrypt_pii(ctx: JobContext, payload: dict[str, Any]) -> None:
         await enqueue(ctx.session, "accounts.reencrypt_pii", {"batch": batch})
 
 
-TASKS: list[Task] = [reencrypt_pii]
+@task("accounts.prune_sessions", schedule="41 3 * * *", timeout=300)
+async def prune_sessions(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """Daily: forget expired refresh tokens and long-dead login sessions (tables stay small)."""
+    settings = ctx.resource(Settings)
+    keep = timedelta(seconds=settings.refresh_token_ttl_seconds)
+    tokens, families = await sessions.prune(ctx.session, older_than=keep)
+    log.info("sessions_pruned", refresh_tokens=tokens, sessions=families)
+
+
+TASKS: list[Task] = [reencrypt_pii, prune_sessions]
