@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -107,3 +108,34 @@ async def test_bench_runs_every_phase_and_reports_numbers(
     # Scratch databases are dropped and no temporary working directory is left behind.
     assert set(await _bench_databases(pg_server_url)) == before
     assert "workdir" not in results
+
+
+def test_recorded_values_become_pgbench_expressions() -> None:
+    """What varies per order becomes an expression; literals never carry a `:` pgbench would eat."""
+    from benchmarks.capture import Renderer, Variables
+
+    order = "5b0f7c1e-0000-4000-8000-000000000001"
+    user = "5b0f7c1e-0000-4000-8000-0000000000a1"
+    other_user = "5b0f7c1e-0000-4000-8000-0000000000a2"
+    p1, p2 = "5b0f7c1e-0000-4000-8000-0000000000b1", "5b0f7c1e-0000-4000-8000-0000000000b2"
+    renderer = Renderer(
+        Variables(
+            order_id=order,
+            idempotency_key="key-1",
+            per_user={user: [user, other_user]},
+            products=[p1, p2],
+            product_vars={p1: "p1", p2: "p2"},
+        )
+    )
+    payload = b'{"order_id":"' + order.encode() + b'"}'
+    args = [uuid.UUID(order), user, "key-1", [uuid.UUID(p2)], payload, None, "12:30"]
+    sql = renderer.statement("INSERT INTO t VALUES ($1, $2, $3, $4, $5, $6, $7)", args)
+
+    assert sql.startswith(f"INSERT INTO t VALUES (({Renderer.ORDER_ID}), ")
+    assert f"(ARRAY['{user}', '{other_user}']::text[])[:u]" in sql
+    assert Renderer.KEY in sql
+    assert "::uuid[])[:p2]" in sql
+    # the order id inside the job payload is swapped for this transaction's
+    assert f"'{order}', ({Renderer.ORDER_ID})::text)" in sql
+    assert "'12:30'" not in sql  # hex-encoded: pgbench would read `:30` as a variable
+    assert sql.endswith(", (NULL), (convert_from(decode('31323a3330', 'hex'), 'UTF8')));")
