@@ -168,11 +168,16 @@ def api() -> None:
 def worker() -> None:
     """A job worker; SIGTERM finishes running jobs, then exits 0."""
     from orderly.core.db import Database
-    from orderly.core.telemetry import configure_tracing
+    from orderly.core.telemetry import configure_tracing, start_metrics_server
     from orderly.worker import build_worker
 
     with _runtime() as runtime:
         configure_tracing(runtime.settings.otlp_endpoint, service="orderly-worker")
+        port = runtime.settings.worker_metrics_port
+        if port:
+            # Workers serve no HTTP API; Prometheus scrapes their job and ledger metrics here.
+            start_metrics_server(runtime.settings.host, port)
+            log.info("worker_metrics_listening", host=runtime.settings.host, port=port)
 
         async def main() -> None:
             database = Database(

@@ -139,6 +139,7 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(50, ge=2, le=10_000)
     job_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
     shutdown_grace_seconds: float = Field(0.0, ge=0)
+    worker_metrics_port: int = Field(9101, ge=0, le=65535)  # 0: `orderly worker` serves none
 
     @classmethod
     def settings_customise_sources(

@@ -107,6 +107,13 @@ def render_metrics() -> bytes:
     return _generate_latest(REGISTRY)
 
 
+def start_metrics_server(host: str, port: int) -> None:
+    """Serve ``/metrics`` from a background thread (processes without an HTTP API)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=host, registry=REGISTRY)
+
+
 # ---------------------------------------------------------------- logging
 
 _SECRET_KEYS = re.compile(
