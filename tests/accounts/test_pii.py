@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from pathlib import Path
 
@@ -11,10 +12,12 @@ from asgi_lifespan import LifespanManager
 
 from orderly.accounts import tasks
 from orderly.config import Settings
+from orderly.core import jobs
 from orderly.core.crypto import FieldCipher, key_id
 from orderly.core.db import Database
 from orderly.core.jobs import JobContext
 from orderly.main import create_app
+from orderly.worker import build_worker
 from tests.conftest import make_settings
 from tests.support.accounts import CHEAP_HASHING, PASSWORD, login, unique_email
 
@@ -132,3 +135,35 @@ async def test_key_rotation_reencrypts_every_row_and_the_old_key_can_go(
                 assert me.status_code == 200
                 assert me.json()["name"] == "Ada Lovelace"
                 assert me.json()["shipping_address"]["postal_code"] == "NW1 2DB"
+
+
+async def test_the_worker_runs_the_reencryption_job(
+    database: Database, database_url: str, raw_db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    old_key, new_key = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    before = make_settings(database_url, tmp_path, encryption_keys=old_key, **CHEAP_HASHING)
+    app = create_app(before, database_url=database_url)
+    async with LifespanManager(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await register(client, unique_email())).status_code == 201
+
+    rotated = make_settings(
+        database_url, tmp_path, encryption_keys=f"{new_key},{old_key}", **CHEAP_HASHING
+    )
+    new_id = FieldCipher(rotated.encryption_key_list).current_key_id
+    async with database.session() as session:
+        await jobs.enqueue(session, "accounts.reencrypt_pii", {})
+        await session.commit()
+    worker = build_worker(rotated, database)  # every task orderly registers
+    running = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            key = await raw_db.fetchval("SELECT pii_key_id FROM user_account")
+            if key == new_id:
+                break
+            await asyncio.sleep(0.05)
+        assert key == new_id
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 30)
