@@ -1,11 +1,8 @@
 """Notification delivery records and idempotency keys.
 
-Revision ID: 0003
-Revises: 0005
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-24
-
-Chained onto 0005, the newest revision present when this one was written
-(0002 → 0005 → 0003): revision ids are names, the chain is the order.
 """
 
 from collections.abc import Sequence
@@ -14,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0003"
-down_revision: str | None = "0005"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Ledger (accounts, transactions, append-only entries) and card payments (Stripe).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-24
 """
 
@@ -14,8 +14,8 @@ from sqlalchemy.dialects import postgresql
 
 from orderly.migrations.helpers import execute_script
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
