@@ -172,7 +172,8 @@ async def test_unknown_email_and_wrong_password_look_and_take_the_same(
     )
     unknown = statistics.median(timings["unknown"][2:])
     wrong = statistics.median(timings["wrong"][2:])
-    assert 0.6 < unknown / wrong < 1.6, (unknown, wrong)
+    # Skipping the dummy hash would make the unknown path ~10x faster; load noise is far less.
+    assert 0.5 < unknown / wrong < 2.0, (unknown, wrong)
 
 
 async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_allowance(
@@ -206,3 +207,28 @@ async def test_login_outcomes_are_counted_in_metrics(
     after = (await client.get("/metrics")).text
     assert value(after, "failed") == value(before, "failed") + 1
     assert value(after, "succeeded") == value(before, "succeeded") + 1
+
+
+async def test_with_redis_down_logins_fail_closed_and_tokens_still_work(
+    make_app: Any, database: Database
+) -> None:
+    secret = "s" * 48
+    healthy, settings = await make_app(jwt_secret=secret)
+    broken, _ = await make_app(
+        jwt_secret=secret,
+        encryption_keys=settings.encryption_keys.get_secret_value()
+        if settings.encryption_keys
+        else None,
+        redis_url="redis://127.0.0.1:1/0",  # nothing listens there
+    )
+    email = unique_email()
+    await create_user(database, settings, email=email)
+    async with client_for(healthy, "10.4.0.1") as ok, client_for(broken, "10.4.0.1") as down:
+        refused = await attempt(down, email, PASSWORD)
+        assert refused.status_code == 503  # never an unlimited password check
+        assert refused.json()["code"] == "service_unavailable"
+        tokens = (await attempt(ok, email, PASSWORD)).json()
+        me = await down.get(
+            "/v1/users/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        )
+        assert me.status_code == 200  # the auth cache degrades to the database

@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from redis.exceptions import RedisError
 
 from orderly.core.limits import Limits
+from orderly.errors import Unavailable
 from tests.conftest import make_settings
 
 
@@ -78,3 +80,20 @@ async def test_cache_get_set_delete_and_expiry(limits: Limits) -> None:
     assert await cache.get_many(["a"]) == [None]
     await asyncio.sleep(1.1)
     assert await cache.get_many(["b"]) == [None]
+
+
+async def test_redis_down_cache_misses_and_limits_fail_closed(tmp_path: Path) -> None:
+    """Nothing listens on port 1: the cache degrades to misses, rate limits answer 503."""
+    settings = make_settings(
+        "postgresql://unused@localhost/none", tmp_path, redis_url="redis://127.0.0.1:1/0"
+    )
+    backend = Limits.from_settings(settings)
+    try:
+        assert await backend.cache.get_many(["a"]) == [None]
+        await backend.cache.set("a", 1, 10)  # skipped, no error
+        with pytest.raises(Unavailable):
+            await backend.limiter.hit("3/minute", "k")
+        with pytest.raises(RedisError):  # readiness must report the outage
+            await backend.ping()
+    finally:
+        await backend.close()

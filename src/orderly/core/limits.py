@@ -15,6 +15,8 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,10 +24,15 @@ import orjson
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
+from redis.exceptions import RedisError
 
 from orderly.config import Settings
-from orderly.errors import RateLimited
+from orderly.core.telemetry import get_logger
+from orderly.errors import RateLimited, Unavailable
+
+log = get_logger(__name__)
 
 KEY_PREFIX = "orderly"
 
@@ -64,6 +71,16 @@ def redis_storage_uri(redis_url: str) -> str:
     return "async+" + redis_url
 
 
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """A rate-limit store that is down fails closed, as a 503 (never an unchecked request)."""
+    try:
+        yield
+    except StorageError as exc:
+        log.warning("rate_limit_store_unavailable", error=type(exc).__name__)
+        raise Unavailable("Rate limiting is temporarily unavailable; retry shortly.") from None
+
+
 class RateLimiter:
     """Moving-window limits keyed by any strings (an account, an IP, a user and a route…)."""
 
@@ -79,25 +96,29 @@ class RateLimiter:
     async def _status(
         self, item: RateLimitItem, allowed: bool, keys: tuple[str, ...]
     ) -> LimitStatus:
-        stats = await self._strategy.get_window_stats(item, KEY_PREFIX, *keys)
+        with _storage_errors():
+            stats = await self._strategy.get_window_stats(item, KEY_PREFIX, *keys)
         reset_after = max(0, math.ceil(stats.reset_time - time.time()))
         return LimitStatus(allowed, item.amount, max(0, stats.remaining), reset_after)
 
     async def hit(self, rate: str | RateLimitItem, *keys: str) -> LimitStatus:
         """Count one event; ``allowed`` is False when the limit was already used up."""
         item = self.item(rate)
-        allowed = await self._strategy.hit(item, KEY_PREFIX, *keys)
+        with _storage_errors():
+            allowed = await self._strategy.hit(item, KEY_PREFIX, *keys)
         return await self._status(item, allowed, keys)
 
     async def peek(self, rate: str | RateLimitItem, *keys: str) -> LimitStatus:
         """The state without counting; ``allowed`` is False while the limit is used up."""
         item = self.item(rate)
-        allowed = await self._strategy.test(item, KEY_PREFIX, *keys)
+        with _storage_errors():
+            allowed = await self._strategy.test(item, KEY_PREFIX, *keys)
         return await self._status(item, allowed, keys)
 
     async def reset(self, rate: str | RateLimitItem, *keys: str) -> None:
         """Forget the events counted under *keys* (e.g. after a successful login)."""
-        await self._strategy.clear(self.item(rate), KEY_PREFIX, *keys)
+        with _storage_errors():
+            await self._strategy.clear(self.item(rate), KEY_PREFIX, *keys)
 
     async def enforce(self, rate: str | RateLimitItem, *keys: str) -> LimitStatus:
         """Count one event and raise RateLimited (429 with headers) when over the limit."""
@@ -176,16 +197,23 @@ class RedisCache:
         return f"{KEY_PREFIX}:cache:{key}"
 
     async def get_many(self, keys: list[str]) -> list[Any | None]:
-        """Values for *keys* in one round trip, None where absent."""
-        raw = await self._client.mget([self._key(k) for k in keys])
+        """Values for *keys* in one round trip; all misses while Redis is unreachable."""
+        try:
+            raw = await self._client.mget([self._key(k) for k in keys])
+        except (RedisError, OSError) as exc:
+            log.warning("cache_unavailable", operation="get", error=type(exc).__name__)
+            return [None] * len(keys)
         return [orjson.loads(item) if item is not None else None for item in raw]
 
     async def set(self, key: str, value: Any, ttl_seconds: int) -> None:
-        """Store *value* for *ttl_seconds*."""
-        await self._client.set(self._key(key), orjson.dumps(value), ex=ttl_seconds)
+        """Store *value* for *ttl_seconds* (skipped while Redis is unreachable)."""
+        try:
+            await self._client.set(self._key(key), orjson.dumps(value), ex=ttl_seconds)
+        except (RedisError, OSError) as exc:
+            log.warning("cache_unavailable", operation="set", error=type(exc).__name__)
 
     async def delete(self, *keys: str) -> None:
-        """Drop *keys*."""
+        """Drop *keys* (raises while Redis is down: a lost invalidation must not pass silently)."""
         if keys:
             await self._client.delete(*[self._key(k) for k in keys])
 
@@ -212,7 +240,13 @@ class Limits:
         if settings.redis_url is None:
             return cls(RateLimiter(MemoryStorage()), MemoryCache(), shared=False)
         url = settings.redis_url.get_secret_value()
-        storage = storage_from_string(redis_storage_uri(url), implementation="redispy")
+        storage = storage_from_string(
+            redis_storage_uri(url),
+            implementation="redispy",
+            wrap_exceptions=True,
+            socket_timeout=2,
+            socket_connect_timeout=2,
+        )
         assert isinstance(storage, Storage)  # the async+ scheme yields an asyncio storage
         return cls(RateLimiter(storage), RedisCache(url), shared=True)
 
