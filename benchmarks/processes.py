@@ -119,6 +119,7 @@ class RssSampler:
         self.interval = interval
         self.peak = 0
         self.samples = 0
+        self.cpu_seconds = 0.0  # CPU the process used during the last `running()` block
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -141,9 +142,15 @@ class RssSampler:
         """Sample while the block runs."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        before = self._cpu()
         self._thread.start()
         try:
             yield self
         finally:
             self._stop.set()
             self._thread.join(2)
+            self.cpu_seconds = self._cpu() - before
+
+    def _cpu(self) -> float:
+        times = self.process.cpu_times()
+        return float(times.user + times.system)

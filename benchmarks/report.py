@@ -49,6 +49,8 @@ def render(results: dict[str, Any], console: Console) -> None:
             return
         value = section[value_key]
         note = notes or section.get("tool", "")
+        if "server_cpu_ms_per_request" in section:
+            note += f"; server CPU {section['server_cpu_ms_per_request']:.2f} ms/req"
         others = {k: v for k, v in section.get("statuses", {}).items() if not k.startswith("2")}
         if others or section.get("socket_errors"):
             note += f" [yellow]non-2xx {others}, socket errors {section.get('socket_errors', 0)}[/]"

@@ -280,6 +280,7 @@ def _orders(run: Run, port: int, sampler: RssSampler) -> None:
     run.say(f"POST /v1/orders: {cfg.connections} connections, {cfg.duration:.0f} s")
     with sampler.running():
         result = _closed(run, _order_plan(run, "max"), port, cfg.duration)
+    _cpu_per_request(result, sampler)
     run.measurements["orders"] = result.as_dict()
     run.say(
         f"  {result.ok_rps:,.0f} rps (2xx), p99 {result.p99_ms:.1f} ms, statuses {result.statuses}"
@@ -292,8 +293,17 @@ def _orders(run: Run, port: int, sampler: RssSampler) -> None:
         half = loadgen.open_loop(
             _order_plan(run, "half"), HOST, port, rate, cfg.duration, cfg.connections
         )
+    _cpu_per_request(half, sampler)
     run.measurements["orders_half"] = half.as_dict()
     run.say(f"  p99 {half.p99_ms:.1f} ms at {half.ok_rps:,.0f} rps")
+
+
+def _cpu_per_request(result: loadgen.LoadResult, sampler: RssSampler) -> None:
+    """The server process's CPU time per answered request during the pass."""
+    if result.requests:
+        result.extra["server_cpu_ms_per_request"] = round(
+            sampler.cpu_seconds * 1000 / result.requests, 3
+        )
 
 
 def _products(run: Run, port: int, sampler: RssSampler) -> None:
@@ -310,6 +320,7 @@ def _products(run: Run, port: int, sampler: RssSampler) -> None:
     run.say(f"GET {path} (orderly): {cfg.connections} connections, {cfg.duration:.0f} s")
     with sampler.running():
         result = _closed(run, plan, port, cfg.duration)
+    _cpu_per_request(result, sampler)
     run.measurements["product"] = result.as_dict()
     run.say(f"  {result.ok_rps:,.0f} rps, p99 {result.p99_ms:.1f} ms")
 
@@ -342,7 +353,10 @@ def _bare(run: Run) -> None:
         if cfg.warmup > 0:
             _closed(run, plan, port, cfg.warmup)
         run.say(f"GET {path} (bare FastAPI): {cfg.connections} connections, {cfg.duration:.0f} s")
-        result = _closed(run, plan, port, cfg.duration)
+        sampler = RssSampler(proc.pid)
+        with sampler.running():
+            result = _closed(run, plan, port, cfg.duration)
+        _cpu_per_request(result, sampler)
     finally:
         run.group.stop(proc)
     run.measurements["bare"] = result.as_dict()
