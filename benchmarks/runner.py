@@ -555,7 +555,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             if ok and {"orders", "products"} & set(config.phases):
                 _phase(run, "http", lambda: _http_phases(run))
             if "jobs" in config.phases:
-                if not run.databases:
+                if not any(name.endswith("_jobs") for name in run.databases):
                     _phase(run, "jobs_setup", lambda: _jobs_database(run))
                 _phase(run, "jobs", lambda: _jobs(run))
             run.group.stop_all()
