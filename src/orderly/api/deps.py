@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -110,3 +112,18 @@ def _page(
 
 
 Page = Annotated[PageParams, Depends(_page)]
+
+
+def keyset_after(cursor: dict[str, str] | None) -> tuple[datetime, uuid.UUID] | None:
+    """The (created_at, id) keyset a ``next_cursor`` from :func:`keyset_cursor` carries."""
+    if cursor is None:
+        return None
+    try:
+        return datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["id"])
+    except (KeyError, ValueError):
+        raise errors.InvalidInput("malformed cursor", field="cursor") from None
+
+
+def keyset_cursor(last: tuple[datetime, uuid.UUID] | None) -> str | None:
+    """The ``next_cursor`` for a page that ended at *last* (None: no more pages)."""
+    return encode_cursor({"t": last[0].isoformat(), "id": str(last[1])}) if last else None

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import PUBLIC, StaffUser
-from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.deps import Page, Session, keyset_after, keyset_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.catalog import service
@@ -24,15 +23,6 @@ from orderly.catalog.schemas import (
 )
 
 router = APIRouter(prefix="/products", tags=["catalog"])
-
-
-def _after(page_cursor: dict[str, str] | None) -> tuple[datetime, uuid.UUID] | None:
-    if page_cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(page_cursor["t"]), uuid.UUID(page_cursor["id"])
-    except (KeyError, ValueError):
-        raise errors.InvalidInput("malformed cursor", field="cursor") from None
 
 
 @router.post(
@@ -56,9 +46,10 @@ async def create_product(
 @router.get("", dependencies=[PUBLIC])
 async def list_products(session: Session, page: Page) -> ProductPage:
     """Active products, oldest first, cursor-paginated."""
-    items, last = await service.list_products(session, limit=page.limit, after=_after(page.cursor))
-    cursor = encode_cursor({"t": last[0].isoformat(), "id": str(last[1])}) if last else None
-    return ProductPage(data=items, next_cursor=cursor)
+    items, last = await service.list_products(
+        session, limit=page.limit, after=keyset_after(page.cursor)
+    )
+    return ProductPage(data=items, next_cursor=keyset_cursor(last))
 
 
 @router.get(

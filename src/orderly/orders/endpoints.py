@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,7 +14,14 @@ from orderly import errors
 from orderly.accounts.schemas import Principal, Role
 from orderly.api.auth import PUBLIC, CurrentUser, Origin, RateLimits, SecurityRuntime, StaffUser
 from orderly.api.auth import require_roles as roles
-from orderly.api.deps import AppSettings, Page, Session, StripeGatewayDep, encode_cursor
+from orderly.api.deps import (
+    AppSettings,
+    Page,
+    Session,
+    StripeGatewayDep,
+    keyset_after,
+    keyset_cursor,
+)
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.audit import service as audit
@@ -47,15 +53,6 @@ async def _admit(request: Request, settings: AppSettings) -> AsyncIterator[None]
         raise errors.Overloaded(5, "The order queue is full; retry shortly.")
     yield
     monitor.note_enqueued(1)
-
-
-def _after(cursor: dict[str, str] | None) -> tuple[datetime, uuid.UUID] | None:
-    if cursor is None:
-        return None
-    try:
-        return datetime.fromisoformat(cursor["t"]), uuid.UUID(cursor["id"])
-    except (KeyError, ValueError):
-        raise errors.InvalidInput("malformed cursor", field="cursor") from None
 
 
 @router.post(
@@ -104,10 +101,9 @@ async def list_orders(
         sees_all=user.is_staff,
         status=status,
         limit=page.limit,
-        after=_after(page.cursor),
+        after=keyset_after(page.cursor),
     )
-    cursor = encode_cursor({"t": last[0].isoformat(), "id": str(last[1])}) if last else None
-    return OrderPage(data=items, next_cursor=cursor)
+    return OrderPage(data=items, next_cursor=keyset_cursor(last))
 
 
 @router.get("/orders/{order_id}", responses=responses_for(errors.NotFound))
