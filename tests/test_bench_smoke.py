@@ -58,7 +58,7 @@ async def test_bench_runs_every_phase_and_reports_numbers(
             "--users",
             "2",
             "--loadgen",
-            "python",
+            "auto",  # wrk where installed; the Python client has its own test below
             "--log-level",
             "WARNING",
             "--database-url",
@@ -139,3 +139,34 @@ def test_recorded_values_become_pgbench_expressions() -> None:
     assert f"'{order}', ({Renderer.ORDER_ID})::text)" in sql
     assert "'12:30'" not in sql  # hex-encoded: pgbench would read `:30` as a variable
     assert sql.endswith(", (NULL), (convert_from(decode('31323a3330', 'hex'), 'UTF8')));")
+
+
+def test_python_load_generator_closed_and_open_loop(tmp_path: Path) -> None:
+    """The fallback load generator (and the open loop every run uses) against the bare app."""
+    from benchmarks import loadgen
+    from benchmarks.processes import HOST, ProcessGroup, clean_env, free_port, wait_http
+
+    body = tmp_path / "body.json"
+    body.write_bytes(b'{"ok":true}')
+    port = free_port()
+    group = ProcessGroup(tmp_path)
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = group.start(
+        "bare",
+        ["-m", "benchmarks.bare_app", "--port", str(port), "--body-file", str(body)],
+        clean_env({"PYTHONPATH": root}),
+    )
+    try:
+        wait_http(f"http://{HOST}:{port}/livez", proc, timeout=30)
+        plan = loadgen.GetPlan(f"/v1/products/{uuid.uuid4()}")
+        closed = loadgen.closed_loop(
+            plan, HOST, port, connections=4, duration=1, tool="python", threads=2
+        )
+        opened = loadgen.open_loop(plan, HOST, port, rate=50, duration=1, connections=4)
+    finally:
+        group.stop_all()
+    assert closed.ok > 0
+    assert set(closed.statuses) == {200}
+    assert closed.p99_ms >= closed.p50_ms > 0
+    assert opened.ok == 50
+    assert opened.target_rps == 50
