@@ -55,10 +55,10 @@ def test_any_matching_signature_among_several_is_enough() -> None:
             BODY, _signed(secret="whsec_" + base64.b64encode(b"k" * 24).decode()), id="wrong secret"
         ),
         pytest.param(
-            BODY, _signed(at=datetime.now(UTC) - timedelta(minutes=6)), id="stale timestamp"
+            BODY, _signed(at=datetime.now(UTC) - timedelta(hours=1)), id="stale timestamp"
         ),
         pytest.param(
-            BODY, _signed(at=datetime.now(UTC) + timedelta(minutes=6)), id="future timestamp"
+            BODY, _signed(at=datetime.now(UTC) + timedelta(hours=1)), id="future timestamp"
         ),
         pytest.param(
             BODY, {**_signed(), "Webhook-Signature": "v1,not-base64!"}, id="garbage signature"
