@@ -569,7 +569,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
         run.group.stop_all()
         with contextlib.suppress(Exception):
             _cleanup_databases(run)
-        keep = config.keep_workdir or failed or bool(run.results["errors"])
+        keep = config.keep_workdir or (not failed and bool(run.results["errors"]))
         if keep:
             run.results["workdir"] = str(workdir)
         else:
@@ -600,6 +600,8 @@ def main(config: BenchConfig) -> int:
     if config.json_path is not None:
         report.write_json(results, config.json_path)
         console.print(f"results written to {config.json_path}", highlight=False)
+    if "workdir" in results:
+        console.print(f"logs and scripts kept in {results['workdir']}", highlight=False)
     return 1 if results["errors"] else 0
 
 
