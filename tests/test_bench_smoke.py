@@ -24,7 +24,8 @@ async def _bench_databases(url: str) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE 'orderly_bench_%'"
+            "SELECT datname FROM pg_database"
+            " WHERE datname ~ '^orderly_bench_[0-9a-f]{8}_(api|pg|jobs)$'"
         )
     finally:
         await conn.close()
