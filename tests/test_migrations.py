@@ -58,9 +58,7 @@ def _diff(conn: Connection) -> list[object]:
     ) -> bool:
         # PgQueuer's tables come from its frozen SQL, not from our models; test_* tables are
         # scaffolding some tests create for themselves.
-        return not (
-            kind == "table" and name is not None and name.startswith(("pgqueuer", "test_"))
-        )
+        return not (kind == "table" and name is not None and name.startswith(("pgqueuer", "test_")))
 
     context = MigrationContext.configure(
         conn, opts={"include_object": include_object, "compare_type": True}
