@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -12,6 +13,7 @@ from orderly.core.db import Database
 from orderly.ledger import service as ledger
 from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
 from tests.ledger.conftest import MakeUser
+from tests.support.cli import run_orderly
 
 
 async def test_grant_is_idempotent_by_transaction_id(
@@ -257,3 +259,30 @@ async def test_cli_verification_reads_one_snapshot(
     broken = await cli.verify(database_url)
     assert not broken.ok
     assert any("unbalanced_transaction" in line for line in cli.describe(broken))
+
+
+async def test_orderly_audit_verify_exits_1_when_a_ledger_entry_is_tampered_with(
+    database: Database,
+    database_url: str,
+    make_user: MakeUser,
+    raw_db: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    user = await make_user()
+    async with database.session() as session:
+        posted = await ledger.grant_credits(
+            session, user_id=user, amount_cents=250, transaction_id="t-1", reason="r"
+        )
+        await session.commit()
+    intact = run_orderly("audit", "verify", database_url=database_url, data_dir=tmp_path)
+    assert intact.returncode == 0, intact.stderr
+    async with raw_db.transaction():
+        await raw_db.execute("SET LOCAL session_replication_role = replica")
+        await raw_db.execute(
+            """UPDATE ledger_entry SET amount_cents = 25
+                WHERE transaction_id = $1 AND amount_cents = 250""",
+            posted.transaction.id,
+        )
+    broken = run_orderly("audit", "verify", database_url=database_url, data_dir=tmp_path)
+    assert broken.returncode == 1
+    assert "unbalanced_transaction" in broken.stderr + broken.stdout
