@@ -6,10 +6,12 @@ import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import AdminUser, Origin
 from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.audit import service as audit
 from orderly.core import jobs
@@ -42,21 +44,28 @@ async def list_jobs(
 
 @router.post(
     "/{job_id}/retry",
+    response_model=JobRead,
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
 )
-async def retry_job(job_id: int, session: Session, user: AdminUser, origin: Origin) -> JobRead:
+async def retry_job(
+    job_id: int, session: Session, user: AdminUser, origin: Origin, idempotency: Idempotency
+) -> Response:
     """Re-queue a dead job now, with a fresh attempt budget (audited)."""
-    if not await jobs.retry_dead(session, job_id):
-        if await jobs.get_job(session, job_id) is None:
-            raise errors.NotFound("No such job (finished jobs leave the queue).")
-        raise errors.Conflict("Only dead jobs can be retried.")
-    await audit.record(
-        session,
-        origin.with_actor(user.id, user.role),
-        "job.retried",
-        target_type="job",
-        target_id=str(job_id),
-    )
-    record = await jobs.get_job(session, job_id)
-    assert record is not None
-    return JobRead(**dataclasses.asdict(record))
+
+    async def retry() -> JobRead:
+        if not await jobs.retry_dead(session, job_id):
+            if await jobs.get_job(session, job_id) is None:
+                raise errors.NotFound("No such job (finished jobs leave the queue).")
+            raise errors.Conflict("Only dead jobs can be retried.")
+        await audit.record(
+            session,
+            origin.with_actor(user.id, user.role),
+            "job.retried",
+            target_type="job",
+            target_id=str(job_id),
+        )
+        record = await jobs.get_job(session, job_id)
+        assert record is not None
+        return JobRead(**dataclasses.asdict(record))
+
+    return await idempotency.run(session, principal=str(user.id), operation=retry, status_code=200)
