@@ -299,7 +299,8 @@ def _orders(run: Run, port: int, sampler: RssSampler) -> None:
 
 
 def _cpu_per_request(result: loadgen.LoadResult, sampler: RssSampler) -> None:
-    """The server process's CPU time per answered request during the pass."""
+    """The server process's CPU time per answered request during the pass, and its RSS after."""
+    result.extra["server_rss_mb_after"] = round(_safe_rss(sampler) / 2**20, 1)
     if result.requests:
         result.extra["server_cpu_ms_per_request"] = round(
             sampler.cpu_seconds * 1000 / result.requests, 3
