@@ -30,7 +30,7 @@ def create_app(
     tasks: Sequence[Task] | None = None,
 ) -> FastAPI:
     """Build the HTTP app; with ``run_worker`` it also runs a job worker in-process."""
-    configure_tracing(settings.otlp_endpoint)
+    tracing = configure_tracing(settings.otlp_endpoint)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -40,7 +40,8 @@ def create_app(
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="orderly-api",
         )
-        _instrument_sql(database)
+        if tracing:
+            _instrument_sql(database)
         app.state.database = database
         app.state.queue_monitor = QueueDepthMonitor(database)
         app.state.limits = Limits.from_settings(settings)
@@ -93,7 +94,8 @@ def create_app(
         )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    _instrument_http(app)
+    if tracing:
+        _instrument_http(app)
     return app
 
 

@@ -208,31 +208,37 @@ def current_request_id() -> str | None:
 
 # ---------------------------------------------------------------- tracing
 
-_tracing_configured = False
+_tracing_enabled = False
 
 
-def configure_tracing(otlp_endpoint: str | None, *, service: str = SERVICE_NAME) -> None:
-    """Install a tracer provider; export by OTLP/HTTP when an endpoint is configured."""
-    global _tracing_configured
-    if _tracing_configured:
-        return
+def configure_tracing(otlp_endpoint: str | None, *, service: str = SERVICE_NAME) -> bool:
+    """Export traces by OTLP/HTTP when an endpoint is configured; return whether tracing is on.
+
+    Without an endpoint no SDK provider is installed: spans stay no-ops, so
+    the request path pays nothing for traces nobody collects.
+    """
+    global _tracing_enabled
+    if _tracing_enabled or not otlp_endpoint:
+        return _tracing_enabled
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    endpoint = otlp_endpoint.rstrip("/")
+    if not endpoint.endswith("/v1/traces"):
+        endpoint += "/v1/traces"
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if otlp_endpoint:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-        endpoint = otlp_endpoint.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):
-            endpoint += "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
     trace.set_tracer_provider(provider)
-    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-
     HTTPXClientInstrumentor().instrument()
-    _tracing_configured = True
+    # Hot-path repositories run SQL on the session's asyncpg connection, below SQLAlchemy's
+    # events, so asyncpg itself is instrumented (SQLAlchemy's own spans cover the ORM).
+    AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
+    _tracing_enabled = True
+    return True
 
 
 def tracer(name: str = SERVICE_NAME) -> trace.Tracer:
