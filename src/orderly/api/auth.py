@@ -101,16 +101,16 @@ def limits_for(app: FastAPI) -> Limits:
     return limits
 
 
-def get_limits(request: Request) -> Limits:
+async def get_limits(request: Request) -> Limits:
     """Dependency: the process's rate limiter and cache."""
     return limits_for(request.app)
 
 
-def get_security(request: Request) -> Security:
+async def get_security(request: Request) -> Security:
     """Hashing, field encryption and limits for accounts, built on first use."""
     security: Security | None = getattr(request.app.state, "security", None)
     if security is None:
-        security = Security.from_settings(request.app.state.settings, get_limits(request))
+        security = Security.from_settings(request.app.state.settings, limits_for(request.app))
         request.app.state.security = security
     return security
 
@@ -119,7 +119,7 @@ RateLimits = Annotated[Limits, Depends(get_limits)]
 SecurityRuntime = Annotated[Security, Depends(get_security)]
 
 
-def _origin(request: Request) -> AuditContext:
+async def _origin(request: Request) -> AuditContext:
     user_agent = request.headers.get("user-agent")
     return AuditContext(
         ip=request.client.host if request.client else None,
@@ -182,7 +182,7 @@ AdminUser = Annotated[Principal, Depends(require_roles(Role.admin))]
 
 
 @_declare(Policy(frozenset(), public=True))
-def public() -> None:
+async def public() -> None:
     """Marks a route as open to anonymous callers (a deliberate, visible decision)."""
 
 

@@ -20,14 +20,17 @@ from orderly.core.db import Database
 from orderly.core.outbound import Breakers
 from orderly.payments.gateway import StripeGateway
 
+# Dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` in a thread
+# pool, which costs a thread hop on every request for what is an attribute read.
 
-def get_database(request: Request) -> Database:
+
+async def get_database(request: Request) -> Database:
     """The app's database (engine + session factory)."""
     database: Database = request.app.state.database
     return database
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's validated settings."""
     settings: Settings = request.app.state.settings
     return settings
@@ -40,7 +43,7 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     returns and *before* the response is sent, so a failed commit becomes an
     error response instead of a success the database never recorded.
     """
-    database = get_database(request)
+    database: Database = request.app.state.database
     async with database.sessions() as session:
         try:
             yield session
@@ -55,7 +58,7 @@ Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
-def get_breakers(request: Request) -> Breakers:
+def breakers_for(request: Request) -> Breakers:
     """The process's circuit-breaker registry, shared by every outbound dependency."""
     state = request.app.state
     if not hasattr(state, "breakers"):
@@ -64,13 +67,13 @@ def get_breakers(request: Request) -> Breakers:
     return breakers
 
 
-def get_stripe_gateway(request: Request) -> StripeGateway | None:
+async def get_stripe_gateway(request: Request) -> StripeGateway | None:
     """The process's Stripe gateway, built on first use; None when Stripe is not configured."""
     state = request.app.state
     if not hasattr(state, "stripe_gateway"):
-        settings = get_settings(request)
+        settings: Settings = state.settings
         state.stripe_gateway = (
-            StripeGateway.from_settings(settings, get_breakers(request))
+            StripeGateway.from_settings(settings, breakers_for(request))
             if settings.stripe_api_key is not None
             else None
         )
@@ -94,7 +97,7 @@ def encode_cursor(values: dict[str, str]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
-def _page(
+async def _page(
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[
         str | None, Query(max_length=512, description="next_cursor of the previous page")
