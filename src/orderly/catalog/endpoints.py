@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import PUBLIC, StaffUser
-from orderly.api.deps import Page, Session, keyset_after, keyset_cursor
+from orderly.api.deps import DatabaseDep, Page, Session, keyset_after, keyset_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.catalog import service
@@ -58,9 +58,9 @@ async def list_products(session: Session, page: Page) -> ProductPage:
     response_model=ProductRead,
     responses=responses_for(errors.NotFound),
 )
-async def get_product(product_id: uuid.UUID, session: Session) -> Response:
-    """One active product (served from a short-lived cache)."""
-    body = await service.get_product_json(session, product_id)
+async def get_product(product_id: uuid.UUID, database: DatabaseDep) -> Response:
+    """One active product (served from a short-lived cache; no session on a cache hit)."""
+    body = await service.get_product_json(database, product_id)
     return Response(body, media_type="application/json")
 
 

@@ -20,7 +20,7 @@ from orderly.catalog.schemas import (
     StockAdjustmentCreate,
     StockMovementRead,
 )
-from orderly.core.db import after_commit
+from orderly.core.db import Database, after_commit
 from orderly.core.jobs import enqueue
 from orderly.core.telemetry import get_logger
 
@@ -75,12 +75,17 @@ async def get_product(
     return _read(row)
 
 
-async def get_product_json(session: AsyncSession, product_id: uuid.UUID) -> bytes:
-    """The public JSON of an active product, served from the process cache when fresh."""
+async def get_product_json(database: Database, product_id: uuid.UUID) -> bytes:
+    """The public JSON of an active product, served from the process cache when fresh.
+
+    It takes the database rather than a session: the hottest public read opens
+    no session (and so no transaction) at all when the cache answers.
+    """
     cached = product_cache.get(product_id)
     if cached is not None:
         return cached
-    body = (await get_product(session, product_id)).model_dump_json().encode()
+    async with database.session() as session:
+        body = (await get_product(session, product_id)).model_dump_json().encode()
     product_cache.put(product_id, body)
     return body
 
