@@ -29,22 +29,17 @@ LOW_STOCK_TASK = "catalog.record_inventory"
 
 
 def _read(row: asyncpg.Record) -> ProductRead:
-    return ProductRead(
-        id=row["id"],
-        sku=row["sku"],
-        name=row["name"],
-        description=row["description"],
-        price_cents=row["price_cents"],
-        currency=row["currency"],
-        stock=row["stock"],
-        active=row["active"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return ProductRead.model_validate(dict(row))
 
 
-def _invalidate_after_commit(session: AsyncSession, product_id: uuid.UUID) -> None:
-    after_commit(session, lambda: product_cache.invalidate(product_id))
+def _invalidate_after_commit(session: AsyncSession, *product_ids: uuid.UUID) -> None:
+    """Drop the products' cached reads once the change commits (one listener for all)."""
+
+    def invalidate() -> None:
+        for product_id in product_ids:
+            product_cache.invalidate(product_id)
+
+    after_commit(session, invalidate)
 
 
 async def create_product(session: AsyncSession, data: ProductCreate) -> ProductRead:
@@ -175,8 +170,7 @@ async def reserve_for_order(
         got = {line.product_id for line in reserved}
         missing = next(pid for pid in product_ids if pid not in got)
         raise errors.OutOfStock(str(missing))
-    for line in reserved:
-        _invalidate_after_commit(session, line.product_id)
+    _invalidate_after_commit(session, *(line.product_id for line in reserved))
     await _alert_if_crossed(
         session,
         [
@@ -203,8 +197,7 @@ async def release_for_order(
         "order cancelled",
         actor_id,
     )
-    for product_id in released:
-        _invalidate_after_commit(session, product_id)
+    _invalidate_after_commit(session, *released)
 
 
 async def _alert_if_crossed(

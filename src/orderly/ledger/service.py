@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderly import errors
 from orderly.ledger import repository as repo
 from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
+from orderly.ledger.repository import StatementLine
 
 WALLET_CURRENCY = "USD"
 _NAMESPACE = uuid.UUID("6f1c2a3e-7d84-4a35-9a0e-5b2f0c4d1e77")
@@ -69,21 +70,6 @@ class Posted:
     transaction: LedgerTransaction
     created: bool
     balance_cents: int | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class StatementLine:
-    """A wallet movement as the customer sees it (signed for the wallet)."""
-
-    entry_id: int
-    transaction_id: uuid.UUID
-    kind: str
-    external_id: str
-    amount_cents: int
-    balance_after_cents: int | None
-    currency: str
-    reason: str | None
-    created_at: datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +138,7 @@ async def list_wallet_transactions(
     wallet = await repo.get_wallet(session, user_id)
     if wallet is None:
         return []
-    lines = await repo.wallet_statement(session, wallet.id, limit=limit, before_entry=before)
-    return [StatementLine(**dataclasses.asdict(line)) for line in lines]
+    return await repo.wallet_statement(session, wallet.id, limit=limit, before_entry=before)
 
 
 # ---------------------------------------------------------------- postings
