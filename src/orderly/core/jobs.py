@@ -211,6 +211,11 @@ async def list_jobs(
     if after_id is not None:
         where.append("j.id < $2")
         args.append(after_id)
+    return await _select_jobs(session, where, args)
+
+
+async def _select_jobs(session: AsyncSession, where: list[str], args: list[Any]) -> list[JobRecord]:
+    """Jobs matching the fixed *where* fragments (values bound as $2…), newest first, LIMIT $1."""
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     sql = f"""
         SELECT j.id, j.entrypoint, {_STATUS_SQL} AS state, j.attempts, j.payload,
@@ -240,10 +245,8 @@ async def list_jobs(
 
 async def get_job(session: AsyncSession, job_id: int) -> JobRecord | None:
     """One job by id, or None when it is finished (finished jobs leave the queue table)."""
-    for record in await list_jobs(session, status=None, limit=1, after_id=job_id + 1):
-        if record.id == job_id:
-            return record
-    return None
+    found = await _select_jobs(session, ["j.id = $2"], [1, job_id])
+    return found[0] if found else None
 
 
 async def retry_dead(session: AsyncSession, job_id: int) -> bool:
