@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Session as SyncSession
 
 from orderly.core.telemetry import DB_POOL
 
@@ -136,19 +137,26 @@ async def raw_connection(conn: AsyncSession | AsyncConnection) -> asyncpg.Connec
     return cast(asyncpg.Connection, proxied.driver_connection)
 
 
+_AFTER_COMMIT = "orderly.after_commit"
+
+
 def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     """Run *callback* once the session's transaction commits (never on rollback).
 
     Caches are invalidated here rather than before the commit, so a concurrent
     reader cannot re-cache the old row between our invalidation and our commit.
+    Callbacks wait in ``session.info``; two listeners installed once serve every
+    session, so the hot path registers no events.
     """
+    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
-    def fire(_: Any) -> None:
+
+@event.listens_for(SyncSession, "after_commit")
+def _run_after_commit(session: SyncSession) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, ()):
         callback()
 
-    def forget(_: Any) -> None:
-        if event.contains(session.sync_session, "after_commit", fire):
-            event.remove(session.sync_session, "after_commit", fire)
 
-    event.listen(session.sync_session, "after_commit", fire, once=True)
-    event.listen(session.sync_session, "after_rollback", forget, once=True)
+@event.listens_for(SyncSession, "after_rollback")
+def _drop_after_commit(session: SyncSession) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
