@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly.accounts import repository
@@ -23,6 +21,7 @@ from orderly.accounts.tokens import AccessClaims
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core.crypto import FieldCipher
+from orderly.core.db import after_commit
 from orderly.core.limits import Cache
 from orderly.core.telemetry import get_logger
 from orderly.errors import Conflict, NotFound, Unauthorized
@@ -91,12 +90,12 @@ async def invalidate(session: AsyncSession, cache: Cache, *keys: str) -> None:
     """
     await cache.delete(*keys)
 
-    def after_commit(_: Any) -> None:
+    def drop_again() -> None:
         task = asyncio.get_running_loop().create_task(cache.delete(*keys))
         _pending.add(task)
         task.add_done_callback(_pending.discard)
 
-    event.listen(session.sync_session, "after_commit", after_commit, once=True)
+    after_commit(session, drop_again)
 
 
 async def resolve_principal(
