@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import uuid
-from datetime import datetime
 
 from asyncpg.exceptions import ForeignKeyViolationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,20 +46,8 @@ class Wallet:
     currency: str
 
 
-@dataclasses.dataclass(frozen=True)
-class LedgerTransaction:
-    """One business event in the ledger (its entries sum to zero)."""
-
-    id: uuid.UUID
-    kind: str
-    external_id: str
-    user_id: uuid.UUID | None
-    amount_cents: int
-    currency: str
-    reason: str | None
-    actor_id: uuid.UUID | None
-    reverses_id: uuid.UUID | None
-    created_at: datetime
+LedgerTransaction = repo.TransactionRow
+"""One business event in the ledger (its entries sum to zero), as stored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +79,6 @@ class LedgerReport:
     def ok(self) -> bool:
         """True when no invariant is broken."""
         return not self.violations
-
-
-def _transaction(row: repo.TransactionRow) -> LedgerTransaction:
-    return LedgerTransaction(**dataclasses.asdict(row))
 
 
 def _check_amount(amount_cents: int, currency: str) -> None:
@@ -177,7 +160,7 @@ async def grant_credits(
             actor_id=actor_id,
         )
         if result.inserted is not None:
-            return Posted(_transaction(result.inserted), True, result.balance_cents)
+            return Posted(result.inserted, True, result.balance_cents)
         # A concurrent grant with this id committed first (the insert waited for it).
         existing = await repo.find_transaction(session, GRANT, transaction_id)
         if existing is None:
@@ -193,7 +176,7 @@ async def grant_credits(
         raise TransactionIdReused(
             f"transaction_id {transaction_id!r} was already used for a different grant"
         )
-    return Posted(_transaction(existing), False)
+    return Posted(existing, False)
 
 
 async def pay_from_wallet(
@@ -225,7 +208,7 @@ async def pay_from_wallet(
         reason=description,
     )
     if result.inserted is not None:
-        return Posted(_transaction(result.inserted), True, result.balance_cents)
+        return Posted(result.inserted, True, result.balance_cents)
     existing = await repo.find_transaction(session, PAYMENT, reference)
     if existing is not None:
         if (existing.user_id, existing.amount_cents, existing.currency) != (
@@ -234,7 +217,7 @@ async def pay_from_wallet(
             currency,
         ):
             raise TransactionIdReused(f"payment {reference!r} was already made with other values")
-        return Posted(_transaction(existing), False)
+        return Posted(existing, False)
     if not result.wallet_found:
         await _raise_wallet_currency(session, user_id, currency)
     raise InsufficientFunds(
@@ -272,11 +255,11 @@ async def refund_to_wallet(
         reverses_id=payment.id,
     )
     if result.inserted is not None:
-        return Posted(_transaction(result.inserted), True, result.balance_cents)
+        return Posted(result.inserted, True, result.balance_cents)
     existing = await repo.find_transaction(session, REFUND, reference)
     if existing is None:  # pragma: no cover - the payment proves the wallet exists
         raise AssertionError("refund neither written nor found")
-    return Posted(_transaction(existing), False)
+    return Posted(existing, False)
 
 
 async def record_card_payment(
@@ -302,10 +285,10 @@ async def record_card_payment(
         reason=description,
     )
     if row is not None:
-        return Posted(_transaction(row), True)
+        return Posted(row, True)
     existing = await repo.find_transaction(session, CARD_PAYMENT, reference)
     assert existing is not None
-    return Posted(_transaction(existing), False)
+    return Posted(existing, False)
 
 
 async def record_card_refund(
@@ -328,10 +311,10 @@ async def record_card_refund(
         reverses_id=payment.id,
     )
     if row is not None:
-        return Posted(_transaction(row), True)
+        return Posted(row, True)
     existing = await repo.find_transaction(session, CARD_REFUND, reference)
     assert existing is not None
-    return Posted(_transaction(existing), False)
+    return Posted(existing, False)
 
 
 async def _ensure_wallet_for(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
