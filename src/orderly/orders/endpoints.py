@@ -24,12 +24,11 @@ from orderly.api.deps import (
 )
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
-from orderly.audit import service as audit
 from orderly.core.jobs import QueueDepthMonitor
 from orderly.core.telemetry import LOAD_SHED
 from orderly.ledger.errors import InsufficientFunds
 from orderly.notifications.webhooks import verify_webhook
-from orderly.orders import service
+from orderly.orders import actions, service
 from orderly.orders.schemas import (
     CardPayment,
     OrderCreate,
@@ -138,24 +137,20 @@ async def pay_order(
 ) -> Response:
     """Pay a pending order with credits (402 insufficient_funds) or a card (402 card_declined)."""
 
-    async def pay() -> OrderRead:
-        order = await service.load_for_change(session, order_id, viewer_id=user.id, sees_all=False)
-        if isinstance(data, CardPayment):
-            if gateway is None:
-                raise errors.Unavailable("Card payments are not configured.")
-            await service.pay_with_card(
-                session,
-                gateway,
-                order,
-                payment_method=data.payment_method,
-                idempotency_key=idempotency.key,
-                actor_id=user.id,
-            )
-        else:
-            await service.pay_with_credits(session, order, actor_id=user.id)
-        return service.to_read(order)
-
-    return await idempotency.run(session, principal=str(user.id), operation=pay, status_code=200)
+    card = data.payment_method if isinstance(data, CardPayment) else None
+    return await idempotency.run(
+        session,
+        principal=str(user.id),
+        operation=lambda: actions.pay_order(
+            session,
+            gateway,
+            order_id,
+            customer_id=user.id,
+            card_payment_method=card,
+            idempotency_key=idempotency.key,
+        ),
+        status_code=200,
+    )
 
 
 @router.post(
@@ -173,23 +168,15 @@ async def cancel_order(
 ) -> Response:
     """Cancel a pending or paid order: stock returns, a paid order is refunded."""
 
-    async def cancel() -> OrderRead:
-        order = await service.load_for_change(
-            session, order_id, viewer_id=user.id, sees_all=user.is_staff
-        )
-        previous = await service.cancel(session, gateway, order, actor_id=user.id)
-        if previous == "paid" or user.is_staff:
-            await audit.record(
-                session,
-                origin.with_actor(user.id, user.role),
-                "order.cancelled",
-                target_type="order",
-                target_id=order_id,
-                details={"previous_status": previous, "refunded": previous == "paid"},
-            )
-        return service.to_read(order)
-
-    return await idempotency.run(session, principal=str(user.id), operation=cancel, status_code=200)
+    context = origin.with_actor(user.id, user.role)
+    return await idempotency.run(
+        session,
+        principal=str(user.id),
+        operation=lambda: actions.cancel_order(
+            session, gateway, order_id, context=context, sees_all=user.is_staff
+        ),
+        status_code=200,
+    )
 
 
 @router.post(
@@ -207,20 +194,13 @@ async def refund_order(
 ) -> Response:
     """Refund a paid or fulfilled order (staff): credits back to the wallet or a card refund."""
 
-    async def refund() -> OrderRead:
-        order = await service.load_for_change(session, order_id, viewer_id=user.id, sees_all=True)
-        previous = await service.refund(session, gateway, order, actor_id=user.id)
-        await audit.record(
-            session,
-            origin.with_actor(user.id, user.role),
-            "order.refunded",
-            target_type="order",
-            target_id=order_id,
-            details={"previous_status": previous, "method": order["payment_method"]},
-        )
-        return service.to_read(order)
-
-    return await idempotency.run(session, principal=str(user.id), operation=refund, status_code=200)
+    context = origin.with_actor(user.id, user.role)
+    return await idempotency.run(
+        session,
+        principal=str(user.id),
+        operation=lambda: actions.refund_order(session, gateway, order_id, context=context),
+        status_code=200,
+    )
 
 
 @router.post(
@@ -240,14 +220,7 @@ async def warehouse_callback(
         event = WarehouseEvent.model_validate_json(body)
     except ValidationError:
         raise errors.InvalidInput("expected {order_id, event: 'shipped'}", field="body") from None
-    changed = await service.fulfil_from_warehouse(session, event.order_id)
-    if changed:
-        await audit.record(
-            session,
-            origin,
-            "order.fulfilled",
-            target_type="order",
-            target_id=event.order_id,
-            details={"webhook_id": verified.webhook_id},
-        )
+    changed = await actions.warehouse_shipped(
+        session, event.order_id, webhook_id=verified.webhook_id, context=origin
+    )
     return {"status": "fulfilled", "applied": "true" if changed else "false"}
