@@ -13,8 +13,8 @@ from orderly.api.auth import AdminUser, Origin
 from orderly.api.deps import Page, Session, encode_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
-from orderly.audit import service as audit
 from orderly.core import jobs
+from orderly.jobs import service
 from orderly.jobs.schemas import JobPage, JobRead
 
 router = APIRouter(prefix="/admin/jobs", tags=["jobs"])
@@ -53,19 +53,8 @@ async def retry_job(
     """Re-queue a dead job now, with a fresh attempt budget (audited)."""
 
     async def retry() -> JobRead:
-        if not await jobs.retry_dead(session, job_id):
-            if await jobs.get_job(session, job_id) is None:
-                raise errors.NotFound("No such job (finished jobs leave the queue).")
-            raise errors.Conflict("Only dead jobs can be retried.")
-        await audit.record(
-            session,
-            origin.with_actor(user.id, user.role),
-            "job.retried",
-            target_type="job",
-            target_id=str(job_id),
-        )
-        record = await jobs.get_job(session, job_id)
-        assert record is not None
+        context = origin.with_actor(user.id, user.role)
+        record = await service.retry_dead_job(session, job_id, context=context)
         return JobRead(**dataclasses.asdict(record))
 
     return await idempotency.run(session, principal=str(user.id), operation=retry, status_code=200)

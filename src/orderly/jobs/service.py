@@ -1,0 +1,24 @@
+"""Admin use cases over the job queue."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderly import errors
+from orderly.audit import service as audit
+from orderly.audit.schemas import AuditContext
+from orderly.core import jobs
+
+
+async def retry_dead_job(
+    session: AsyncSession, job_id: int, *, context: AuditContext
+) -> jobs.JobRecord:
+    """Re-queue a dead job now with a fresh attempt budget, audited; 404/409 otherwise."""
+    if not await jobs.retry_dead(session, job_id):
+        if await jobs.get_job(session, job_id) is None:
+            raise errors.NotFound("No such job (finished jobs leave the queue).")
+        raise errors.Conflict("Only dead jobs can be retried.")
+    await audit.record(session, context, "job.retried", target_type="job", target_id=str(job_id))
+    record = await jobs.get_job(session, job_id)
+    assert record is not None  # re-queued in this very transaction
+    return record
