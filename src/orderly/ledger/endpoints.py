@@ -10,7 +10,6 @@ from orderly.api.auth import AdminUser, CurrentUser, Origin
 from orderly.api.deps import Page, Session, encode_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
-from orderly.audit import service as audit
 from orderly.ledger import service
 from orderly.ledger.errors import CurrencyMismatch, TransactionIdReused
 from orderly.ledger.schemas import (
@@ -86,29 +85,15 @@ async def grant_credits(
     """Credit a wallet: 201 the first time, 200 with the same grant for the same transaction_id."""
 
     async def grant() -> Response:
-        posted = await service.grant_credits(
+        posted = await service.grant_credits_audited(
             session,
+            origin.with_actor(user.id, user.role),
             user_id=data.user_id,
             amount_cents=data.amount_cents,
             transaction_id=data.transaction_id,
             reason=data.reason,
-            actor_id=user.id,
         )
         tx = posted.transaction
-        if posted.created:
-            await audit.record(
-                session,
-                origin.with_actor(user.id, user.role),
-                "ledger.credits_granted",
-                target_type="user",
-                target_id=data.user_id,
-                details={
-                    "transaction_id": data.transaction_id,
-                    "amount_cents": data.amount_cents,
-                    "currency": tx.currency,
-                    "reason": data.reason,
-                },
-            )
         body = CreditGrantRead(
             id=tx.id,
             transaction_id=tx.external_id,

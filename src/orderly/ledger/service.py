@@ -20,6 +20,8 @@ from asyncpg.exceptions import ForeignKeyViolationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly import errors
+from orderly.audit import service as audit
+from orderly.audit.schemas import AuditContext
 from orderly.ledger import repository as repo
 from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
 from orderly.ledger.repository import StatementLine
@@ -125,6 +127,41 @@ async def list_wallet_transactions(
 
 
 # ---------------------------------------------------------------- postings
+
+
+async def grant_credits_audited(
+    session: AsyncSession,
+    context: AuditContext,
+    *,
+    user_id: uuid.UUID,
+    amount_cents: int,
+    transaction_id: str,
+    reason: str,
+) -> Posted:
+    """An admin's grant (see :func:`grant_credits`), audited the one time it credits."""
+    posted = await grant_credits(
+        session,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        transaction_id=transaction_id,
+        reason=reason,
+        actor_id=context.actor_id,
+    )
+    if posted.created:
+        await audit.record(
+            session,
+            context,
+            "ledger.credits_granted",
+            target_type="user",
+            target_id=user_id,
+            details={
+                "transaction_id": transaction_id,
+                "amount_cents": amount_cents,
+                "currency": posted.transaction.currency,
+                "reason": reason,
+            },
+        )
+    return posted
 
 
 async def grant_credits(
