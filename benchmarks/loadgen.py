@@ -29,9 +29,10 @@ import tempfile
 import time
 from array import array
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 LoadTool = Literal["auto", "wrk", "python"]
 
@@ -221,12 +222,21 @@ class _Conn:
         self.reader = self.writer = None
 
 
-def _install_uvloop() -> None:
+_T = TypeVar("_T")
+
+
+def _run(main: Coroutine[Any, Any, _T]) -> _T:
+    """Run *main* on a fresh uvloop loop without touching the process's event-loop policy.
+
+    Setting the policy would leak into whatever runs next in this process (a test
+    runner's later tests inherit it), so the loop comes from a factory instead.
+    """
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def _closed_loop_async(
@@ -265,8 +275,7 @@ async def _closed_loop_async(
 
 
 def _closed_loop_process(args: tuple[Any, ...]) -> tuple[bytes, dict[int, int], int, float]:
-    _install_uvloop()
-    return asyncio.run(_closed_loop_async(*args))
+    return _run(_closed_loop_async(*args))
 
 
 def _python_closed_loop(
@@ -387,8 +396,7 @@ def open_loop(
     async def main() -> LoadResult:
         return await _open_loop_async(plan, host, port, rate, duration, connections)
 
-    _install_uvloop()
-    return asyncio.run(main())
+    return _run(main())
 
 
 # ---------------------------------------------------------------- wrk

@@ -27,9 +27,20 @@ from orderly.config import Settings, load_settings
 from orderly.core.db import Database
 from orderly.core.telemetry import configure_logging
 from orderly.main import create_app
+from tests.support import hygiene
 from tests.support.db import create_database, drop_database, server_url, truncate_all
 
 configure_logging("WARNING", json=True)
+
+
+@pytest.fixture(autouse=True)
+def _leaves_no_process_state() -> Iterator[None]:
+    """Fail the test that leaves process-wide state behind (tests/support/hygiene.py)."""
+    before = hygiene.fingerprint()
+    yield
+    changed = hygiene.changes(before, hygiene.fingerprint())
+    if changed:
+        pytest.fail("test left process-wide state behind: " + "; ".join(changed), pytrace=False)
 
 
 @pytest.fixture(scope="session")
