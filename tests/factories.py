@@ -33,9 +33,9 @@ async def make_product(
     low_stock_threshold: int = 0,
 ) -> Product:
     """A committed product with the given stock."""
-    async with database.session() as session:
+    async with database.transaction() as tx:
         product = await catalog_service.create_product(
-            session,
+            tx,
             ProductCreate(
                 sku=f"SKU-{uuid.uuid4().hex[:10]}",
                 name="Test widget",
@@ -45,5 +45,5 @@ async def make_product(
                 low_stock_threshold=low_stock_threshold,
             ),
         )
-        await session.commit()
+        await tx.commit()
     return product

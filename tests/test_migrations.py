@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orderly import migrate
-from orderly.core.db import Base, asyncpg_url
+from orderly.core.schema import Base, sqlalchemy_url
 from orderly.models import load_all
 
 
@@ -42,7 +42,7 @@ def test_models_match_the_migrated_schema(database_url: str) -> None:
     load_all()
 
     async def run() -> list[object]:
-        engine = create_async_engine(asyncpg_url(database_url))
+        engine = create_async_engine(sqlalchemy_url(database_url))
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(_diff)

@@ -20,9 +20,9 @@ from tests.test_serve import free_port
 async def test_worker_runs_a_job_serves_metrics_and_exits_0_on_sigterm(
     database: Database, database_url: str, tmp_path: Path
 ) -> None:
-    async with database.session() as session:
-        await enqueue(session, "jobs.prune_log", {"retention_days": 30})
-        await session.commit()
+    async with database.transaction() as tx:
+        await enqueue(tx, "jobs.prune_log", {"retention_days": 30})
+        await tx.commit()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLY_")}
     env.update(

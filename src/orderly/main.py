@@ -40,8 +40,7 @@ def create_app(
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="orderly-api",
         )
-        if tracing:
-            _instrument_sql(database)
+        await database.open()
         app.state.database = database
         app.state.queue_monitor = QueueDepthMonitor(database)
         app.state.limits = Limits.from_settings(settings)
@@ -105,13 +104,3 @@ def _instrument_http(app: FastAPI) -> None:
     FastAPIInstrumentor.instrument_app(
         app, excluded_urls="livez,readyz,metrics", exclude_spans=["receive", "send"]
     )
-
-
-def _instrument_sql(database: Database) -> None:
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
-    instrumentor = SQLAlchemyInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        # One engine per process in production; tests build several apps in a row.
-        instrumentor.uninstrument()
-    instrumentor.instrument(engine=database.engine.sync_engine)

@@ -9,7 +9,7 @@ def load_all() -> None:
     import orderly.accounts.models
     import orderly.audit.models
     import orderly.catalog.models
-    import orderly.core.idempotency
+    import orderly.core.models
     import orderly.ledger.models
     import orderly.notifications.models
     import orderly.orders.models

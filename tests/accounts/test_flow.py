@@ -202,10 +202,10 @@ async def test_pruning_forgets_expired_tokens_and_dead_sessions(
         """UPDATE refresh_token SET expires_at = now() - interval '1 second'
            WHERE spent_at IS NOT NULL"""
     )
-    async with database.session() as session:
-        ctx = JobContext(session=session, job_id=0, attempt=1, resources={Settings: settings})
+    async with database.transaction() as tx:
+        ctx = JobContext(tx=tx, job_id=0, attempt=1, resources={Settings: settings})
         await tasks.prune_sessions.handler(ctx, {})
-        await session.commit()
+        await tx.commit()
     assert await raw_db.fetchval("SELECT count(*) FROM refresh_family") == 1
     assert await raw_db.fetchval("SELECT count(*) FROM refresh_token") == 1
     still = await client.post("/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]})

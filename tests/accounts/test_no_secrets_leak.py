@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from collections.abc import Iterator
 
 import asyncpg
 import httpx
 import pytest
+import structlog
 
 from orderly.accounts.schemas import Role
 from orderly.config import Settings
@@ -16,10 +18,30 @@ from orderly.core.db import Database
 from orderly.core.telemetry import configure_logging
 from tests.support.accounts import PASSWORD, signed_in, unique_email
 
+# The loggers configure_logging touches besides the root (see orderly.core.telemetry).
+_CONFIGURED_LOGGERS = (
+    "uvicorn.access",
+    "uvicorn.error",
+    "pgqueuer",
+    "asyncio",
+    "httpx",
+    "aiosmtplib",
+    "alembic",
+)
+
 
 @pytest.fixture
 def info_logs() -> Iterator[io.StringIO]:
-    """JSON logs at INFO into a buffer, as production writes them to stdout."""
+    """JSON logs at INFO into a buffer, as production writes them to stdout.
+
+    Logging is process-wide: the root logger's handlers (pytest's capture
+    handlers among them), levels and structlog's configuration are put back
+    exactly as found, so the next test logs where it expects.
+    """
+    root = logging.getLogger()
+    loggers = [root, *(logging.getLogger(name) for name in _CONFIGURED_LOGGERS)]
+    saved = [(lg, lg.handlers[:], lg.level, lg.disabled, lg.propagate) for lg in loggers]
+    structlog_config = structlog.get_config()
     buffer = io.StringIO()
     original = sys.stdout
     sys.stdout = buffer  # configure_logging binds the stream it finds now
@@ -27,8 +49,14 @@ def info_logs() -> Iterator[io.StringIO]:
         configure_logging("INFO", json=True)
     finally:
         sys.stdout = original
-    yield buffer
-    configure_logging("WARNING", json=True)
+    try:
+        yield buffer
+    finally:
+        structlog.configure(**structlog_config)
+        for lg, handlers, level, disabled, propagate in saved:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.disabled, lg.propagate = disabled, propagate
 
 
 async def test_flow_leaves_no_secret_behind(

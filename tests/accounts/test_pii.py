@@ -104,10 +104,10 @@ async def test_key_rotation_reencrypts_every_row_and_the_old_key_can_go(
     new_id = FieldCipher(rotated.encryption_key_list).current_key_id
     rounds = 0
     while True:
-        async with database.session() as session:
-            ctx = JobContext(session=session, job_id=0, attempt=1, resources={Settings: rotated})
+        async with database.transaction() as tx:
+            ctx = JobContext(tx=tx, job_id=0, attempt=1, resources={Settings: rotated})
             await tasks.reencrypt_pii.handler(ctx, {"batch": 2})
-            await session.commit()
+            await tx.commit()
         rounds += 1
         stale = await raw_db.fetchval(
             "SELECT count(*) FROM user_account WHERE pii_key_id <> $1", new_id
@@ -152,9 +152,9 @@ async def test_the_worker_runs_the_reencryption_job(
         database_url, tmp_path, encryption_keys=f"{new_key},{old_key}", **CHEAP_HASHING
     )
     new_id = FieldCipher(rotated.encryption_key_list).current_key_id
-    async with database.session() as session:
-        await jobs.enqueue(session, "accounts.reencrypt_pii", {})
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "accounts.reencrypt_pii", {})
+        await tx.commit()
     worker = build_worker(rotated, database)  # every task orderly registers
     running = asyncio.create_task(worker.run())
     try:

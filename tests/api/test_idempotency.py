@@ -14,11 +14,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import APIRouter, FastAPI, Header
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from orderly import errors
-from orderly.api.deps import Session
+from orderly.api.deps import Transaction
 from orderly.api.idempotency import Idempotency, fingerprint
 from orderly.config import Settings
 from orderly.core import idempotency as keys
@@ -52,19 +51,16 @@ router = APIRouter()
 @router.post("/v1/test-widgets", status_code=201, response_model=WidgetRead)
 async def create_widget(
     data: WidgetCreate,
-    session: Session,
+    tx: Transaction,
     idempotency: Idempotency,
     x_test_user: Annotated[str, Header()],
 ) -> Response:
     """A mutating POST the way a real endpoint uses the idempotency piece."""
 
     async def operation() -> WidgetRead | Response:
-        row = (
-            await session.execute(
-                text("INSERT INTO test_widget (name) VALUES (:name) RETURNING id"),
-                {"name": data.name},
-            )
-        ).one()
+        widget_id = await tx.fetchval(
+            "INSERT INTO test_widget (name) VALUES ($1) RETURNING id", data.name
+        )
         await asyncio.sleep(data.delay)
         if data.outcome == "conflict":
             raise errors.Conflict("That widget clashes with another.")
@@ -74,14 +70,14 @@ async def create_widget(
             return JSONResponse({"detail": "try later"}, status_code=503)
         if data.outcome == "response":
             return JSONResponse(
-                {"id": row.id, "name": data.name},
+                {"id": widget_id, "name": data.name},
                 status_code=201,
-                headers={"Location": f"/v1/test-widgets/{row.id}", "X-Not-Kept": "1"},
+                headers={"Location": f"/v1/test-widgets/{widget_id}", "X-Not-Kept": "1"},
             )
-        return WidgetRead(id=row.id, name=data.name)
+        return WidgetRead(id=widget_id, name=data.name)
 
     return await idempotency.run(
-        session,
+        tx,
         principal=x_test_user,
         operation=operation,
         status_code=201,
@@ -292,10 +288,10 @@ async def test_cleanup_job_deletes_keys_older_than_a_day(
            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, now() - $9::interval)""",
         rows,
     )
-    async with database.session() as session:
-        ctx = JobContext(session=session, job_id=0, attempt=1, resources={})
+    async with database.transaction() as tx:
+        ctx = JobContext(tx=tx, job_id=0, attempt=1, resources={})
         await keys.prune_keys.handler(ctx, {"batch": 2})
-        await session.commit()
+        await tx.commit()
     # A full batch enqueues a follow-up job for the rest.
     assert await raw_db.fetchval("SELECT count(*) FROM idempotency_key") == 2
     assert (
@@ -304,10 +300,10 @@ async def test_cleanup_job_deletes_keys_older_than_a_day(
         )
         == 1
     )
-    async with database.session() as session:
-        ctx = JobContext(session=session, job_id=0, attempt=1, resources={})
+    async with database.transaction() as tx:
+        ctx = JobContext(tx=tx, job_id=0, attempt=1, resources={})
         await keys.prune_keys.handler(ctx, {})
-        await session.commit()
+        await tx.commit()
     remaining = await raw_db.fetch("SELECT key FROM idempotency_key")
     assert [r["key"] for r in remaining] == ["fresh"]
     assert keys.prune_keys.schedule is not None

@@ -29,9 +29,9 @@ async def test_readyz_is_503_while_draining(client: httpx.AsyncClient) -> None:
 async def test_metrics_expose_request_histogram_and_queue_depth(
     client: httpx.AsyncClient, database: Database
 ) -> None:
-    async with database.session() as session:
-        await jobs.enqueue(session, "jobs.prune_log", {})
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "jobs.prune_log", {})
+        await tx.commit()
     await client.get("/livez")
     body = (await client.get("/metrics")).text
     assert (

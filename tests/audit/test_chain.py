@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from orderly.audit import service
+from orderly.audit.repository import AuditEventRow
 from orderly.audit.schemas import AuditContext
 from orderly.core.db import Database
 
@@ -21,16 +22,16 @@ CTX = AuditContext(
 
 async def record_many(database: Database, n: int, action: str = "test.action") -> None:
     for i in range(n):
-        async with database.session() as session:
+        async with database.transaction() as tx:
             await service.record(
-                session, CTX, action, target_type="thing", target_id=str(i), details={"n": i}
+                tx, CTX, action, target_type="thing", target_id=str(i), details={"n": i}
             )
-            await session.commit()
+            await tx.commit()
 
 
 async def verify(database: Database) -> service.ChainReport:
-    async with database.session() as session:
-        return await service.verify_chain(session)
+    async with database.transaction() as tx:
+        return await service.verify_chain(tx)
 
 
 async def test_events_chain_and_verify(database: Database, raw_db: asyncpg.Connection) -> None:
@@ -49,9 +50,9 @@ async def test_events_chain_and_verify(database: Database, raw_db: asyncpg.Conne
 async def test_rolled_back_events_vanish_with_their_transaction(
     database: Database, raw_db: asyncpg.Connection
 ) -> None:
-    async with database.session() as session:
-        await service.record(session, CTX, "test.rolled_back")
-        await session.rollback()
+    async with database.transaction() as tx:
+        await service.record(tx, CTX, "test.rolled_back")
+        await tx.rollback()
     await record_many(database, 1)
     assert await raw_db.fetchval("SELECT count(*) FROM audit_event") == 1
     assert (await verify(database)).ok
@@ -61,10 +62,10 @@ async def test_concurrent_appends_stay_one_linear_chain(
     database: Database, raw_db: asyncpg.Connection
 ) -> None:
     async def writer(i: int) -> None:
-        async with database.session() as session:
-            await service.record(session, CTX, "test.concurrent", target_id=str(i))
+        async with database.transaction() as tx:
+            await service.record(tx, CTX, "test.concurrent", target_id=str(i))
             await asyncio.sleep(0.005)  # hold the transaction open a little: maximise overlap
-            await session.commit()
+            await tx.commit()
 
     await asyncio.gather(*(writer(i) for i in range(40)))
     seqs = [r["seq"] for r in await raw_db.fetch("SELECT seq FROM audit_event ORDER BY seq")]
@@ -117,10 +118,8 @@ async def test_a_recomputed_hash_still_breaks_the_next_link(
 ) -> None:
     await record_many(database, 3)
     row = await raw_db.fetchrow("SELECT * FROM audit_event WHERE seq = 2")
-    from orderly.audit.models import AuditEvent
-
     values = {**dict(row), "action": "test.innocent", "details": json.loads(row["details"])}
-    forged = AuditEvent(**values)
+    forged = AuditEventRow(**values)
     forged_hash = service.event_digest(forged)
     await tamper(
         raw_db,
@@ -133,7 +132,7 @@ async def test_a_recomputed_hash_still_breaks_the_next_link(
 
 
 async def test_secrets_are_refused_in_details(database: Database) -> None:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         with pytest.raises(ValueError, match="must not carry secrets"):
-            await service.record(session, CTX, "test.leak", details={"password": "hunter2"})
-        await session.rollback()
+            await service.record(tx, CTX, "test.leak", details={"password": "hunter2"})
+        await tx.rollback()

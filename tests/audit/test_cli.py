@@ -19,15 +19,15 @@ async def test_verify_passes_then_names_the_edited_event(
     database: Database, database_url: str, raw_db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     for i in range(5):
-        async with database.session() as session:
+        async with database.transaction() as tx:
             await service.record(
-                session,
+                tx,
                 AuditContext(actor_id=uuid.uuid4(), actor_role="admin"),
                 "user.role_changed",
                 target_id=str(i),
                 details={"from": "customer", "to": "staff"},
             )
-            await session.commit()
+            await tx.commit()
 
     intact = run_orderly("audit", "verify", database_url=database_url, data_dir=tmp_path)
     assert intact.returncode == 0, intact.stderr

@@ -16,13 +16,13 @@ from tests.factories import make_product
 
 
 async def _reserve(database: Database, lines: list[tuple[uuid.UUID, int]]) -> bool:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         try:
-            await catalog_service.reserve_for_order(session, uuid.uuid4(), lines)
+            await catalog_service.reserve_for_order(tx, uuid.uuid4(), lines)
         except errors.OutOfStock:
-            await session.rollback()
+            await tx.rollback()
             return False
-        await session.commit()
+        await tx.commit()
         return True
 
 
@@ -58,15 +58,15 @@ async def test_stock_adjustment_never_goes_below_zero(
     database: Database, raw_db: asyncpg.Connection
 ) -> None:
     product = await make_product(database, stock=3)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         with pytest.raises(errors.Conflict):
             await catalog_service.adjust_stock(
-                session, product.id, StockAdjustmentCreate(delta=-4, reason="count"), actor_id=None
+                tx, product.id, StockAdjustmentCreate(delta=-4, reason="count"), actor_id=None
             )
         movement = await catalog_service.adjust_stock(
-            session, product.id, StockAdjustmentCreate(delta=-3, reason="damaged"), actor_id=None
+            tx, product.id, StockAdjustmentCreate(delta=-3, reason="damaged"), actor_id=None
         )
-        await session.commit()
+        await tx.commit()
     assert movement.stock_after == 0
     assert await raw_db.fetchval("SELECT stock FROM product WHERE id = $1", product.id) == 0
     reasons = await raw_db.fetch(
@@ -77,10 +77,10 @@ async def test_stock_adjustment_never_goes_below_zero(
 
 async def test_duplicate_sku_is_a_conflict(database: Database) -> None:
     data = ProductCreate(sku="DUP-1", name="x", price_cents=1, currency="EUR", stock=0)
-    async with database.session() as session:
-        await catalog_service.create_product(session, data)
+    async with database.transaction() as tx:
+        await catalog_service.create_product(tx, data)
         with pytest.raises(errors.Conflict):
-            await catalog_service.create_product(session, data)
+            await catalog_service.create_product(tx, data)
 
 
 async def test_falling_under_the_threshold_enqueues_one_alert(

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from orderly.core import jobs
-from orderly.core.db import Database, raw_connection
+from orderly.core.db import Database
 from orderly.core.jobs import Worker, WorkerOptions
 from tests.support.tasks import CREATE_TABLE, TEST_TASKS
 
@@ -67,12 +67,12 @@ async def count(conn: asyncpg.Connection, key: str, note: str = "ran") -> int:
 async def test_rolled_back_enqueue_never_runs_and_committed_runs_once(
     database: Database, runs: asyncpg.Connection, worker: Worker
 ) -> None:
-    async with database.session() as session:
-        await jobs.enqueue(session, "test.record", {"key": "rolled-back"})
-        await session.rollback()
-    async with database.session() as session:
-        await jobs.enqueue(session, "test.record", {"key": "committed"})
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "test.record", {"key": "rolled-back"})
+        await tx.rollback()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "test.record", {"key": "committed"})
+        await tx.commit()
 
     await eventually(lambda: _gt(count(runs, "committed"), 0))
     await asyncio.sleep(0.5)  # time for a duplicate run to show up, if there were one
@@ -88,11 +88,9 @@ async def _gt(value: Awaitable[int], floor: int) -> bool:
 async def test_flaky_job_is_retried_with_growing_delays(
     database: Database, database_url: str, runs: asyncpg.Connection, worker: Worker
 ) -> None:
-    async with database.session() as session:
-        await jobs.enqueue(
-            session, "test.flaky", {"key": "flaky", "fail_times": 2, "url": database_url}
-        )
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "test.flaky", {"key": "flaky", "fail_times": 2, "url": database_url})
+        await tx.commit()
 
     await eventually(lambda: _gt(count(runs, "flaky"), 0))
     attempts = await runs.fetch(
@@ -117,44 +115,40 @@ async def test_flaky_job_is_retried_with_growing_delays(
 async def test_job_that_always_fails_ends_dead_and_admin_retry_requeues_it(
     database: Database, database_url: str, runs: asyncpg.Connection, worker: Worker
 ) -> None:
-    async with database.session() as session:
-        job_id = await jobs.enqueue(
-            session, "test.always_fails", {"key": "doomed", "url": database_url}
-        )
-        await session.commit()
+    async with database.transaction() as tx:
+        job_id = await jobs.enqueue(tx, "test.always_fails", {"key": "doomed", "url": database_url})
+        await tx.commit()
     assert job_id is not None
 
     async def is_dead() -> bool:
-        async with database.session() as session:
-            record = await jobs.get_job(session, job_id)
+        async with database.transaction() as tx:
+            record = await jobs.get_job(tx, job_id)
         return record is not None and record.status == "dead"
 
     await eventually(is_dead)
     assert await count(runs, "doomed", "attempt") == 3
-    async with database.session() as session:
-        (record,) = await jobs.list_jobs(session, status="dead", limit=10)
-        stats = await jobs.queue_stats(await raw_connection(session))
+    async with database.transaction() as tx:
+        (record,) = await jobs.list_jobs(tx, status="dead", limit=10)
+        stats = await jobs.queue_stats(tx)
     assert record.id == job_id
     assert record.last_error is not None
     assert "receiver is down" in record.last_error
     assert stats.counts["dead"] == 1
 
-    async with database.session() as session:
-        assert await jobs.retry_dead(session, job_id)
-        await session.commit()
+    async with database.transaction() as tx:
+        assert await jobs.retry_dead(tx, job_id)
+        await tx.commit()
     await eventually(lambda: _gt(count(runs, "doomed", "attempt"), 3))
-    async with database.session() as session:
-        assert not await jobs.retry_dead(session, 999_999)
+    async with database.transaction() as tx:
+        assert not await jobs.retry_dead(tx, 999_999)
 
 
 async def test_worker_killed_mid_job_loses_nothing(
     database: Database, database_url: str, runs: asyncpg.Connection
 ) -> None:
-    async with database.session() as session:
-        await jobs.enqueue(
-            session, "test.slow", {"key": "crash", "seconds": 2, "url": database_url}
-        )
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "test.slow", {"key": "crash", "seconds": 2, "url": database_url})
+        await tx.commit()
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "tests.support.worker_process", database_url]
@@ -182,11 +176,9 @@ async def test_worker_killed_mid_job_loses_nothing(
 async def test_sigterm_lets_the_running_job_finish(
     database: Database, database_url: str, runs: asyncpg.Connection
 ) -> None:
-    async with database.session() as session:
-        await jobs.enqueue(
-            session, "test.slow", {"key": "graceful", "seconds": 1, "url": database_url}
-        )
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "test.slow", {"key": "graceful", "seconds": 1, "url": database_url})
+        await tx.commit()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.support.worker_process", database_url],
@@ -204,23 +196,23 @@ async def test_sigterm_lets_the_running_job_finish(
 
 
 async def test_dedupe_key_skips_a_second_pending_job(database: Database) -> None:
-    async with database.session() as session:
-        first = await jobs.enqueue(session, "test.record", {"key": "a"}, dedupe_key="once")
-        second = await jobs.enqueue(session, "test.record", {"key": "a"}, dedupe_key="once")
-        await session.commit()
+    async with database.transaction() as tx:
+        first = await jobs.enqueue(tx, "test.record", {"key": "a"}, dedupe_key="once")
+        second = await jobs.enqueue(tx, "test.record", {"key": "a"}, dedupe_key="once")
+        await tx.commit()
     assert first is not None
     assert second is None
 
 
 async def test_queue_stats_report_depth_and_age(database: Database) -> None:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for _ in range(3):
-            await jobs.enqueue(session, "test.record", {"key": "x"})
-        await jobs.enqueue(session, "test.record", {"key": "later"}, delay=timedelta(hours=1))
-        await session.commit()
+            await jobs.enqueue(tx, "test.record", {"key": "x"})
+        await jobs.enqueue(tx, "test.record", {"key": "later"}, delay=timedelta(hours=1))
+        await tx.commit()
     await asyncio.sleep(0.05)
-    async with database.session() as session:
-        stats = await jobs.queue_stats(await raw_connection(session))
+    async with database.transaction() as tx:
+        stats = await jobs.queue_stats(tx)
     assert stats.counts["queued"] == 4
     assert stats.waiting == 4
     assert stats.oldest_due_age_seconds > 0

@@ -23,11 +23,11 @@ async def test_100_concurrent_grants_with_one_transaction_id_credit_once(
     racing = Database(database_url, pool_size=12)
 
     async def grant() -> bool:
-        async with racing.session() as session:
+        async with racing.transaction() as tx:
             posted = await ledger.grant_credits(
-                session, user_id=user, amount_cents=2500, transaction_id="bonus-1", reason="r"
+                tx, user_id=user, amount_cents=2500, transaction_id="bonus-1", reason="r"
             )
-            await session.commit()
+            await tx.commit()
             return posted.created
 
     try:
@@ -35,10 +35,10 @@ async def test_100_concurrent_grants_with_one_transaction_id_credit_once(
     finally:
         await racing.dispose()
     assert Counter(created) == {True: 1, False: 99}
-    async with database.session() as session:
-        assert await ledger.balance(session, user) == 2500
-        lines = await ledger.list_wallet_transactions(session, user, limit=100)
-        report = await ledger.check_ledger(session)
+    async with database.transaction() as tx:
+        assert await ledger.balance(tx, user) == 2500
+        lines = await ledger.list_wallet_transactions(tx, user, limit=100)
+        report = await ledger.check_ledger(tx)
     assert len(lines) == 1
     assert report.ok, report.violations
 
@@ -47,11 +47,11 @@ async def test_50_concurrent_payments_on_a_wallet_funded_for_10(
     database_url: str, database: Database, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     user = await make_user()
-    async with database.session() as session:
+    async with database.transaction() as tx:
         await ledger.grant_credits(
-            session, user_id=user, amount_cents=10 * PRICE, transaction_id="fund", reason="r"
+            tx, user_id=user, amount_cents=10 * PRICE, transaction_id="fund", reason="r"
         )
-        await session.commit()
+        await tx.commit()
     racing = Database(database_url, pool_size=12)
     lowest: list[int] = []
     stop = asyncio.Event()
@@ -67,16 +67,16 @@ async def test_50_concurrent_payments_on_a_wallet_funded_for_10(
             await asyncio.sleep(0)
 
     async def pay(n: int) -> str:
-        async with racing.session() as session:
+        async with racing.transaction() as tx:
             try:
                 await ledger.pay_from_wallet(
-                    session, user_id=user, amount_cents=PRICE, currency="USD", reference=f"o-{n}"
+                    tx, user_id=user, amount_cents=PRICE, currency="USD", reference=f"o-{n}"
                 )
             except InsufficientFunds:
-                await session.rollback()
+                await tx.rollback()
                 return "402"
             await asyncio.sleep(0.001)  # hold the lock a little, as a real request would
-            await session.commit()
+            await tx.commit()
             return "200"
 
     watcher = asyncio.create_task(watch())
@@ -88,9 +88,9 @@ async def test_50_concurrent_payments_on_a_wallet_funded_for_10(
         await racing.dispose()
     assert Counter(outcomes) == {"200": 10, "402": 40}
     assert min(lowest) >= 0
-    async with database.session() as session:
-        assert await ledger.balance(session, user) == 0
-        report = await ledger.check_ledger(session)
+    async with database.transaction() as tx:
+        assert await ledger.balance(tx, user) == 0
+        report = await ledger.check_ledger(tx)
     assert report.ok, report.violations
     assert (
         await raw_db.fetchval("SELECT count(*) FROM ledger_transaction WHERE kind = 'payment'")
@@ -102,19 +102,19 @@ async def test_20_concurrent_payments_of_one_reference_debit_once(
     database_url: str, database: Database, make_user: MakeUser
 ) -> None:
     user = await make_user()
-    async with database.session() as session:
+    async with database.transaction() as tx:
         await ledger.grant_credits(
-            session, user_id=user, amount_cents=5 * PRICE, transaction_id="fund", reason="r"
+            tx, user_id=user, amount_cents=5 * PRICE, transaction_id="fund", reason="r"
         )
-        await session.commit()
+        await tx.commit()
     racing = Database(database_url, pool_size=10)
 
     async def pay() -> bool:
-        async with racing.session() as session:
+        async with racing.transaction() as tx:
             posted = await ledger.pay_from_wallet(
-                session, user_id=user, amount_cents=PRICE, currency="USD", reference="order-x"
+                tx, user_id=user, amount_cents=PRICE, currency="USD", reference="order-x"
             )
-            await session.commit()
+            await tx.commit()
             return posted.created
 
     try:
@@ -122,40 +122,40 @@ async def test_20_concurrent_payments_of_one_reference_debit_once(
     finally:
         await racing.dispose()
     assert Counter(created) == {True: 1, False: 19}
-    async with database.session() as session:
-        assert await ledger.balance(session, user) == 4 * PRICE
+    async with database.transaction() as tx:
+        assert await ledger.balance(tx, user) == 4 * PRICE
 
 
 async def test_concurrent_refunds_and_payments_across_wallets_stay_consistent(
     database_url: str, database: Database, make_user: MakeUser
 ) -> None:
     users = [await make_user() for _ in range(5)]
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for user in users:
             await ledger.grant_credits(
-                session,
+                tx,
                 user_id=user,
                 amount_cents=10 * PRICE,
                 transaction_id=f"f-{user}",
                 reason="r",
             )
-        await session.commit()
+        await tx.commit()
     racing = Database(database_url, pool_size=12)
 
     async def pay_then_refund(user_index: int, n: int) -> None:
         user = users[user_index]
         reference = f"o-{user_index}-{n}"
-        async with racing.session() as session:
+        async with racing.transaction() as tx:
             try:
                 await ledger.pay_from_wallet(
-                    session, user_id=user, amount_cents=PRICE, currency="USD", reference=reference
+                    tx, user_id=user, amount_cents=PRICE, currency="USD", reference=reference
                 )
             except InsufficientFunds:  # 20 racing payers on 10 payments' worth: legitimate
                 return
-            await session.commit()
-        async with racing.session() as session:
-            await ledger.refund_to_wallet(session, reference=reference)
-            await session.commit()
+            await tx.commit()
+        async with racing.transaction() as tx:
+            await ledger.refund_to_wallet(tx, reference=reference)
+            await tx.commit()
 
     started = time.perf_counter()
     try:
@@ -163,8 +163,8 @@ async def test_concurrent_refunds_and_payments_across_wallets_stay_consistent(
     finally:
         await racing.dispose()
     assert time.perf_counter() - started < 30
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for user in users:
-            assert await ledger.balance(session, user) == 10 * PRICE
-        report = await ledger.check_ledger(session)
+            assert await ledger.balance(tx, user) == 10 * PRICE
+        report = await ledger.check_ledger(tx)
     assert report.ok, report.violations

@@ -43,9 +43,9 @@ def _metric(name: str, **labels: str) -> float:
 
 async def _reconcile_once(database: Database) -> None:
     before = ledger_tasks.LEDGER_RECONCILED_AT._value.get()
-    async with database.session() as session:
-        await jobs.enqueue(session, "ledger.reconcile")
-        await session.commit()
+    async with database.transaction() as tx:
+        await jobs.enqueue(tx, "ledger.reconcile")
+        await tx.commit()
     deadline = time.monotonic() + 15
     while ledger_tasks.LEDGER_RECONCILED_AT._value.get() == before:
         assert time.monotonic() < deadline, "reconciliation did not run"
@@ -61,11 +61,11 @@ async def test_reconciliation_publishes_totals_and_violations(
     database: Database, worker: Worker, make_user: MakeUser, raw_db: asyncpg.Connection
 ) -> None:
     user = await make_user()
-    async with database.session() as session:
+    async with database.transaction() as tx:
         posted = await ledger.grant_credits(
-            session, user_id=user, amount_cents=1200, transaction_id="g", reason="r"
+            tx, user_id=user, amount_cents=1200, transaction_id="g", reason="r"
         )
-        await session.commit()
+        await tx.commit()
 
     await _reconcile_once(database)
     assert _metric("orderly_ledger_violations", check="unbalanced_transaction") == 0

@@ -47,15 +47,15 @@ def _resources(settings: Settings, breakers: Breakers | None = None) -> dict[typ
 
 
 async def _enqueue(database: Database, event_key: str, order_id: str) -> None:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         await service.enqueue_email(
-            session,
+            tx,
             event_key=event_key,
             to="ada@customer.example",
             subject=f"Order {order_id} confirmed",
             body=f"Thank you! Your order {order_id} is confirmed.",
         )
-        await session.commit()
+        await tx.commit()
 
 
 async def _queue_empty(raw_db: asyncpg.Connection) -> bool:
@@ -160,15 +160,15 @@ async def test_crash_after_send_before_commit_resends_with_the_same_message_id(
     mailer = tasks.build_resources(settings, Breakers())[Mailer]
     job = EmailJob(event_key="order:crash:confirmation", to="a@b.example", subject="S", body="B")
 
-    async with database.session() as session:
-        assert await service.send_email(session, mailer, job, sender=settings.mail_from)
-        await session.rollback()  # the commit never happened (crash, lost connection)
-    async with database.session() as session:
-        assert await service.send_email(session, mailer, job, sender=settings.mail_from)
-        await session.commit()
-    async with database.session() as session:
-        assert not await service.send_email(session, mailer, job, sender=settings.mail_from)
-        await session.commit()
+    async with database.transaction() as tx:
+        assert await service.send_email(tx, mailer, job, sender=settings.mail_from)
+        await tx.rollback()  # the commit never happened (crash, lost connection)
+    async with database.transaction() as tx:
+        assert await service.send_email(tx, mailer, job, sender=settings.mail_from)
+        await tx.commit()
+    async with database.transaction() as tx:
+        assert not await service.send_email(tx, mailer, job, sender=settings.mail_from)
+        await tx.commit()
 
     assert len(smtp.messages) == 2
     assert smtp.messages[0]["Message-ID"] == smtp.messages[1]["Message-ID"]
@@ -183,10 +183,10 @@ async def test_concurrent_runs_of_one_event_send_one_email(
     job = EmailJob(event_key="order:race:confirmation", to="a@b.example", subject="S", body="B")
 
     async def run() -> bool:
-        async with database.session() as session:
-            sent = await service.send_email(session, mailer, job, sender=settings.mail_from)
+        async with database.transaction() as tx:
+            sent = await service.send_email(tx, mailer, job, sender=settings.mail_from)
             await asyncio.sleep(0.2)  # keep the first transaction open while the other waits
-            await session.commit()
+            await tx.commit()
             return sent
 
     results = await asyncio.gather(run(), run())
@@ -239,9 +239,9 @@ async def test_smtp_credentials_from_the_url_are_used(
         mailer = tasks.build_resources(settings, Breakers())[Mailer]
         assert "p@ss" not in repr(mailer)
         job = EmailJob(event_key="order:auth:confirmation", to="a@b.example", subject="S", body="B")
-        async with database.session() as session:
-            assert await service.send_email(session, mailer, job, sender=settings.mail_from)
-            await session.commit()
+        async with database.transaction() as tx:
+            assert await service.send_email(tx, mailer, job, sender=settings.mail_from)
+            await tx.commit()
     finally:
         server.stop()
     assert seen == [(b"shop@x", b"p@ss:w/rd")]

@@ -63,21 +63,21 @@ def _resources(settings: Settings, breakers: Breakers | None = None) -> dict[typ
 
 
 async def _enqueue(database: Database, event_key: str, order_id: str) -> int:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         job_id = await service.enqueue_webhook(
-            session,
+            tx,
             event_key=event_key,
             event_type="order.paid",
             data={"order_id": order_id, "items": [{"sku": "SKU-1", "quantity": 2}]},
         )
-        await session.commit()
+        await tx.commit()
     assert job_id is not None
     return job_id
 
 
 async def _status(database: Database, job_id: int) -> str | None:
-    async with database.session() as session:
-        record = await jobs.get_job(session, job_id)
+    async with database.transaction() as tx:
+        record = await jobs.get_job(tx, job_id)
     return None if record is None else record.status
 
 
@@ -125,8 +125,8 @@ async def test_receiver_that_never_answers_ends_dead_and_admin_retry_delivers(
     async with running_worker(database, [_task(3)], _resources(settings)):
         job_id = await _enqueue(database, key, "never")
         await eventually(lambda: _eq(_status(database, job_id), "dead"))
-        async with database.session() as session:
-            record = await jobs.get_job(session, job_id)
+        async with database.transaction() as tx:
+            record = await jobs.get_job(tx, job_id)
         assert record is not None
         assert record.last_error is not None
         assert "timed out" in record.last_error
@@ -134,9 +134,9 @@ async def test_receiver_that_never_answers_ends_dead_and_admin_retry_delivers(
         assert await raw_db.fetchval("SELECT count(*) FROM notification") == 0
 
         receiver.default = 200  # the warehouse is back
-        async with database.session() as session:
-            assert await jobs.retry_dead(session, job_id)
-            await session.commit()
+        async with database.transaction() as tx:
+            assert await jobs.retry_dead(tx, job_id)
+            await tx.commit()
         await eventually(lambda: _is_none(_status(database, job_id)))
 
     assert len(receiver.requests) == 4
@@ -162,8 +162,8 @@ async def test_breaker_opens_after_repeated_failures_and_stops_the_hammering(
     async with running_worker(database, [_task(5)], _resources(settings, breakers)):
         job_id = await _enqueue(database, "order:down:paid", "down")
         await eventually(lambda: _eq(_status(database, job_id), "dead"))
-        async with database.session() as session:
-            record = await jobs.get_job(session, job_id)
+        async with database.transaction() as tx:
+            record = await jobs.get_job(tx, job_id)
 
     assert len(receiver.requests) == 2  # attempts 3–5 failed fast on the open circuit
     assert await breakers.state("webhook:warehouse") == "opened"

@@ -31,11 +31,11 @@ async def test_rotation_reseals_every_address_under_the_new_key(
     old_keys = settings.encryption_key_list
     new_key = decode_keys(secrets.token_urlsafe(32))[0]
     rotated = FieldCipher([new_key, *old_keys])
-    async with database.session() as session:
-        assert await service.reencrypt_addresses(session, rotated, batch=2) == 2
-        assert await service.reencrypt_addresses(session, rotated, batch=2) == 1
-        assert await service.reencrypt_addresses(session, rotated, batch=2) == 0
-        await session.commit()
+    async with database.transaction() as tx:
+        assert await service.reencrypt_addresses(tx, rotated, batch=2) == 2
+        assert await service.reencrypt_addresses(tx, rotated, batch=2) == 1
+        assert await service.reencrypt_addresses(tx, rotated, batch=2) == 0
+        await tx.commit()
 
     only_new = FieldCipher([new_key])
     rows = await raw_db.fetch("SELECT id, shipping_address, pii_key_id FROM sales_order")

@@ -87,8 +87,8 @@ async def _orders(
 
 
 async def _ledger_clean(database: Database) -> bool:
-    async with database.session() as session:
-        report = await ledger_service.check_ledger(session)
+    async with database.transaction() as tx:
+        report = await ledger_service.check_ledger(tx)
     return report.ok
 
 

@@ -42,9 +42,9 @@ async def test_card_payment_succeeds_and_is_recorded_once(
 ) -> None:
     method = await payment_method(stripe_base, CARD_OK)
     user = uuid.uuid4()
-    async with database.session() as session:
+    async with database.transaction() as tx:
         paid = await payments.pay_by_card(
-            session,
+            tx,
             gateway,
             reference="order:card-1",
             user_id=user,
@@ -53,7 +53,7 @@ async def test_card_payment_succeeds_and_is_recorded_once(
             payment_method=method,
             idempotency_key="client-key-1",
         )
-        await session.commit()
+        await tx.commit()
     assert paid.created
     assert paid.status == "succeeded"
     assert paid.payment_intent_id.startswith("pi_")
@@ -65,9 +65,9 @@ async def test_card_payment_succeeds_and_is_recorded_once(
     )
     assert at_stripe.metadata["orderly_reference"] == "order:card-1"
 
-    async with database.session() as session:
+    async with database.transaction() as tx:
         again = await payments.pay_by_card(
-            session,
+            tx,
             gateway,
             reference="order:card-1",
             user_id=user,
@@ -77,7 +77,7 @@ async def test_card_payment_succeeds_and_is_recorded_once(
         )
         with pytest.raises(errors.Conflict):
             await payments.pay_by_card(
-                session,
+                tx,
                 gateway,
                 reference="order:card-1",
                 user_id=user,
@@ -85,7 +85,7 @@ async def test_card_payment_succeeds_and_is_recorded_once(
                 currency="EUR",
                 payment_method=method,
             )
-        report = await ledger.check_ledger(session)
+        report = await ledger.check_ledger(tx)
     assert not again.created
     assert again.payment_intent_id == paid.payment_intent_id
     assert report.ok
@@ -97,10 +97,10 @@ async def test_declined_card_raises_card_declined_and_writes_nothing(
     database: Database, gateway: StripeGateway, stripe_base: str, raw_db: asyncpg.Connection
 ) -> None:
     method = await payment_method(stripe_base, CARD_DECLINED)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         with pytest.raises(CardDeclined) as declined:
             await payments.pay_by_card(
-                session,
+                tx,
                 gateway,
                 reference="order:declined",
                 user_id=None,
@@ -108,7 +108,7 @@ async def test_declined_card_raises_card_declined_and_writes_nothing(
                 currency="USD",
                 payment_method=method,
             )
-        await session.commit()
+        await tx.commit()
     assert declined.value.code == "card_declined"
     assert isinstance(declined.value, errors.PaymentRequired)
     assert await _counts(raw_db) == (0, 0)
@@ -118,10 +118,10 @@ async def test_declined_card_raises_card_declined_and_writes_nothing(
 async def test_unknown_payment_method_is_invalid_input(
     database: Database, gateway: StripeGateway
 ) -> None:
-    async with database.session() as session:
+    async with database.transaction() as tx:
         with pytest.raises(errors.InvalidInput):
             await payments.pay_by_card(
-                session,
+                tx,
                 gateway,
                 reference="order:bad-pm",
                 user_id=None,
@@ -135,9 +135,9 @@ async def test_refund_is_made_once(
     database: Database, gateway: StripeGateway, stripe_base: str
 ) -> None:
     method = await payment_method(stripe_base, CARD_OK)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         paid = await payments.pay_by_card(
-            session,
+            tx,
             gateway,
             reference="order:refund-me",
             user_id=None,
@@ -145,17 +145,17 @@ async def test_refund_is_made_once(
             currency="USD",
             payment_method=method,
         )
-        await session.commit()
-    async with database.session() as session:
+        await tx.commit()
+    async with database.transaction() as tx:
         refunded = await payments.refund_card_payment(
-            session, gateway, reference="order:refund-me", reason="cancelled"
+            tx, gateway, reference="order:refund-me", reason="cancelled"
         )
-        await session.commit()
-    async with database.session() as session:
-        again = await payments.refund_card_payment(session, gateway, reference="order:refund-me")
-        report = await ledger.check_ledger(session)
+        await tx.commit()
+    async with database.transaction() as tx:
+        again = await payments.refund_card_payment(tx, gateway, reference="order:refund-me")
+        report = await ledger.check_ledger(tx)
         with pytest.raises(errors.NotFound):
-            await payments.refund_card_payment(session, gateway, reference="order:never-paid")
+            await payments.refund_card_payment(tx, gateway, reference="order:never-paid")
     assert refunded.created
     assert refunded.status == "refunded"
     assert refunded.refund_id is not None
@@ -184,16 +184,16 @@ async def test_intent_that_succeeded_after_our_timeout_is_reconciled(
             "metadata": {"orderly_reference": "order:lost", "orderly_user_id": ""},
         }
     )
-    async with database.session() as session:
-        first = await payments.reconcile_intent(session, gateway, intent.id)
-        second = await payments.reconcile_intent(session, gateway, intent.id)
-        await session.commit()
+    async with database.transaction() as tx:
+        first = await payments.reconcile_intent(tx, gateway, intent.id)
+        second = await payments.reconcile_intent(tx, gateway, intent.id)
+        await tx.commit()
     assert first is not None
     assert first.created
     assert second is not None
     assert not second.created
-    async with database.session() as session:
-        recorded = await payments.get_card_payment(session, "order:lost")
+    async with database.transaction() as tx:
+        recorded = await payments.get_card_payment(tx, "order:lost")
     assert recorded is not None
     assert (recorded.payment_intent_id, recorded.amount_cents) == (intent.id, 777)
 
@@ -217,10 +217,10 @@ async def test_unreachable_stripe_fails_fast_and_opens_the_breaker(
     try:
         for _ in range(3):
             started = time.monotonic()
-            async with database.session() as session:
+            async with database.transaction() as tx:
                 with pytest.raises(errors.Unavailable) as caught:
                     await payments.pay_by_card(
-                        session,
+                        tx,
                         dead,
                         reference="order:outage",
                         user_id=None,
@@ -233,10 +233,10 @@ async def test_unreachable_stripe_fails_fast_and_opens_the_breaker(
         assert await dead.breakers.state(BREAKER) == "opened"
         assert CIRCUIT_STATE.labels(BREAKER)._value.get() == 1
         started = time.monotonic()
-        async with database.session() as session:
+        async with database.transaction() as tx:
             with pytest.raises(CircuitOpen):
                 await payments.pay_by_card(
-                    session,
+                    tx,
                     dead,
                     reference="order:outage",
                     user_id=None,
@@ -261,9 +261,9 @@ async def test_concurrent_refunds_of_one_payment_refund_once(
     database_url: str, database: Database, gateway: StripeGateway, stripe_base: str
 ) -> None:
     method = await payment_method(stripe_base, CARD_OK)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         await payments.pay_by_card(
-            session,
+            tx,
             gateway,
             reference="order:race",
             user_id=None,
@@ -271,13 +271,13 @@ async def test_concurrent_refunds_of_one_payment_refund_once(
             currency="USD",
             payment_method=method,
         )
-        await session.commit()
+        await tx.commit()
     racing = Database(database_url, pool_size=5)
 
     async def refund() -> bool:
-        async with racing.session() as session:
-            result = await payments.refund_card_payment(session, gateway, reference="order:race")
-            await session.commit()
+        async with racing.transaction() as tx:
+            result = await payments.refund_card_payment(tx, gateway, reference="order:race")
+            await tx.commit()
             return result.created
 
     try:
@@ -285,6 +285,6 @@ async def test_concurrent_refunds_of_one_payment_refund_once(
     finally:
         await racing.dispose()
     assert sorted(created) == [False, False, False, False, True]
-    async with database.session() as session:
-        report = await ledger.check_ledger(session)
+    async with database.transaction() as tx:
+        report = await ledger.check_ledger(tx)
     assert report.ok

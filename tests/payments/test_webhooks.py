@@ -25,7 +25,7 @@ async def test_bad_signatures_are_rejected(database: Database, raw_db: asyncpg.C
     body, header = signed_delivery(event, "whsec_someone_else")
     _, stale = signed_delivery(event, at=int(time.time()) - 3600)
     good_body, good_header = signed_delivery(event)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for payload, signature in [
             (body, header),
             (good_body, None),
@@ -35,7 +35,7 @@ async def test_bad_signatures_are_rejected(database: Database, raw_db: asyncpg.C
         ]:
             with pytest.raises(InvalidWebhookSignature) as caught:
                 await payments.handle_webhook(
-                    session, payload=payload, signature=signature, secret=WEBHOOK_SECRET
+                    tx, payload=payload, signature=signature, secret=WEBHOOK_SECRET
                 )
             assert caught.value.code == "unauthorized"
     assert await raw_db.fetchval("SELECT count(*) FROM stripe_event") == 0
@@ -50,25 +50,25 @@ async def test_the_same_event_twice_is_applied_once(
     outcomes = []
     for _ in range(2):
         body, header = signed_delivery(event)
-        async with database.session() as session:
+        async with database.transaction() as tx:
             outcomes.append(
                 await payments.handle_webhook(
-                    session,
+                    tx,
                     payload=body,
                     signature=header,
                     secret=WEBHOOK_SECRET,
                     notify_task=NOTIFY,
                 )
             )
-            await session.commit()
+            await tx.commit()
     assert [(o.outcome, o.duplicate) for o in outcomes] == [
         ("reconciled", False),
         ("duplicate", True),
     ]
     assert await raw_db.fetchval("SELECT count(*) FROM card_payment") == 1
     assert await raw_db.fetchval("SELECT count(*) FROM pgqueuer WHERE entrypoint = $1", NOTIFY) == 1
-    async with database.session() as session:
-        report = await ledger.check_ledger(session)
+    async with database.transaction() as tx:
+        report = await ledger.check_ledger(tx)
     assert report.ok
     assert ("revenue", "USD", 2500) in report.totals
 
@@ -83,11 +83,11 @@ async def test_concurrent_deliveries_of_one_event_apply_once(
     racing = Database(database_url, pool_size=10)
 
     async def deliver() -> str:
-        async with racing.session() as session:
+        async with racing.transaction() as tx:
             outcome = await payments.handle_webhook(
-                session, payload=body, signature=header, secret=WEBHOOK_SECRET
+                tx, payload=body, signature=header, secret=WEBHOOK_SECRET
             )
-            await session.commit()
+            await tx.commit()
             return outcome.outcome
 
     try:
@@ -124,17 +124,17 @@ async def test_a_refund_made_at_stripe_is_recorded(
         "data": {"object": {}},
     }
     results = []
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for event in (paid, refunded, unknown):
             body, header = signed_delivery(event)
             results.append(
                 await payments.handle_webhook(
-                    session, payload=body, signature=header, secret=WEBHOOK_SECRET
+                    tx, payload=body, signature=header, secret=WEBHOOK_SECRET
                 )
             )
-        await session.commit()
-        payment = await payments.get_card_payment(session, "order:r")
-        report = await ledger.check_ledger(session)
+        await tx.commit()
+        payment = await payments.get_card_payment(tx, "order:r")
+        report = await ledger.check_ledger(tx)
     assert [r.outcome for r in results] == ["reconciled", "refund_recorded", "ignored"]
     assert payment is not None
     assert (payment.status, payment.refund_id) == ("refunded", "re_r")
@@ -147,17 +147,17 @@ async def test_a_second_charge_for_a_paid_reference_is_flagged_not_recorded(
     database: Database, raw_db: asyncpg.Connection
 ) -> None:
     outcomes = []
-    async with database.session() as session:
+    async with database.transaction() as tx:
         for event_id, intent_id in (("evt_a", "pi_first"), ("evt_b", "pi_second")):
             event = intent_succeeded_event(
                 event_id, intent_id=intent_id, amount=100, currency="usd", reference="order:dup"
             )
             body, header = signed_delivery(event)
             outcome = await payments.handle_webhook(
-                session, payload=body, signature=header, secret=WEBHOOK_SECRET
+                tx, payload=body, signature=header, secret=WEBHOOK_SECRET
             )
             outcomes.append(outcome.outcome)
-        await session.commit()
+        await tx.commit()
     assert outcomes == ["reconciled", "duplicate_charge"]
     assert await raw_db.fetchval("SELECT payment_intent_id FROM card_payment") == "pi_first"
     assert await raw_db.fetchval("SELECT count(*) FROM ledger_transaction") == 1

@@ -56,9 +56,9 @@ async def create_user(
 ) -> uuid.UUID:
     """Create a user of any role directly through the accounts service (committed)."""
     security = Security.from_settings(settings)
-    async with database.session() as session:
+    async with database.transaction() as tx:
         user = await service.create_user(
-            session,
+            tx,
             security,
             email=email or unique_email(role.value),
             password=password,
@@ -66,7 +66,7 @@ async def create_user(
             name=name,
             context=AuditContext(actor_role="test"),
         )
-        await session.commit()
+        await tx.commit()
     return user.id
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import structlog
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+# pytest itself keeps the running test's id here.
+_PYTEST_OWN = frozenset({"PYTEST_CURRENT_TEST"})
 
 
 def fingerprint() -> dict[str, Any]:
@@ -26,7 +28,7 @@ def fingerprint() -> dict[str, Any]:
     root = logging.getLogger()
     return {
         "event-loop policy": type(asyncio.get_event_loop_policy()),
-        "environment": dict(os.environ),
+        "environment": {k: v for k, v in os.environ.items() if k not in _PYTEST_OWN},
         "working directory": os.getcwd(),
         "root logger level": root.level,
         "root logger handlers": [type(h) for h in root.handlers],

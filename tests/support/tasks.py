@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 
 from orderly.core.jobs import JobContext, JobFailed, RetryPolicy, task
 
@@ -23,9 +22,11 @@ CREATE TABLE IF NOT EXISTS test_job_run (
 
 
 async def _record(ctx: JobContext, key: str, note: str) -> None:
-    await ctx.session.execute(
-        text("INSERT INTO test_job_run (key, attempt, note) VALUES (:k, :a, :n)"),
-        {"k": key, "a": ctx.attempt, "n": note},
+    await ctx.tx.execute(
+        "INSERT INTO test_job_run (key, attempt, note) VALUES ($1, $2, $3)",
+        key,
+        ctx.attempt,
+        note,
     )
 
 

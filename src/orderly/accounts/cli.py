@@ -25,9 +25,9 @@ async def create_user(
     database = Database(database_url, pool_size=1, application_name="orderly-cli")
     security = Security.from_settings(settings)
     try:
-        async with database.session() as session:
+        async with database.transaction() as tx:
             user = await service.create_user(
-                session,
+                tx,
                 security,
                 email=email,
                 password=password,
@@ -35,7 +35,7 @@ async def create_user(
                 name=name,
                 context=AuditContext(actor_role="operator", user_agent="orderly-cli"),
             )
-            await session.commit()
+            await tx.commit()
         return user.id
     finally:
         await security.limits.close()

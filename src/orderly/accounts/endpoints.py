@@ -26,7 +26,7 @@ from orderly.api.auth import (
     SecurityRuntime,
     rejection_response,
 )
-from orderly.api.deps import Session
+from orderly.api.deps import Transaction
 from orderly.api.problems import responses_for
 from orderly.errors import (
     Conflict,
@@ -47,10 +47,10 @@ router = APIRouter(tags=["accounts"])
     responses=responses_for(InvalidInput, Conflict),
 )
 async def register(
-    data: UserRegister, session: Session, security: SecurityRuntime, origin: Origin
+    data: UserRegister, tx: Transaction, security: SecurityRuntime, origin: Origin
 ) -> UserRead:
     """Create a customer account."""
-    return await service.register(session, security, data, origin)
+    return await service.register(tx, security, data, origin)
 
 
 @router.post(
@@ -60,10 +60,10 @@ async def register(
     responses=responses_for(Unauthorized, RateLimited, InvalidInput),
 )
 async def token(
-    data: TokenRequest, session: Session, security: SecurityRuntime, origin: Origin
+    data: TokenRequest, tx: Transaction, security: SecurityRuntime, origin: Origin
 ) -> TokenPair | Response:
     """Exchange e-mail and password for an access and a refresh token."""
-    outcome = await sessions.login(session, security, data, origin)
+    outcome = await sessions.login(tx, security, data, origin)
     return rejection_response(outcome) if isinstance(outcome, Rejected) else outcome
 
 
@@ -74,10 +74,10 @@ async def token(
     responses=responses_for(Unauthorized, InvalidInput),
 )
 async def refresh(
-    data: RefreshRequest, session: Session, security: SecurityRuntime, origin: Origin
+    data: RefreshRequest, tx: Transaction, security: SecurityRuntime, origin: Origin
 ) -> TokenPair | Response:
     """Spend a refresh token for a new pair (reusing a spent one ends the session)."""
-    outcome = await sessions.refresh(session, security, data.refresh_token, origin)
+    outcome = await sessions.refresh(tx, security, data.refresh_token, origin)
     return rejection_response(outcome) if isinstance(outcome, Rejected) else outcome
 
 
@@ -88,26 +88,26 @@ async def refresh(
 )
 async def logout(
     user: CurrentUser,
-    session: Session,
+    tx: Transaction,
     security: SecurityRuntime,
     data: LogoutRequest | None = None,
 ) -> None:
     """End the current login session (its refresh tokens and access tokens stop working)."""
-    await sessions.logout(session, security, user, data.refresh_token if data else None)
+    await sessions.logout(tx, security, user, data.refresh_token if data else None)
 
 
 @router.get("/users/me", responses=responses_for(Unauthorized))
-async def read_me(user: CurrentUser, session: Session, security: SecurityRuntime) -> UserRead:
+async def read_me(user: CurrentUser, tx: Transaction, security: SecurityRuntime) -> UserRead:
     """The caller's own account."""
-    return await service.get_user(session, security, user, user.id)
+    return await service.get_user(tx, security, user, user.id)
 
 
 @router.get("/users/{user_id}", responses=responses_for(Unauthorized, NotFound))
 async def read_user(
-    user_id: uuid.UUID, user: CurrentUser, session: Session, security: SecurityRuntime
+    user_id: uuid.UUID, user: CurrentUser, tx: Transaction, security: SecurityRuntime
 ) -> UserRead:
     """A user: yourself, or anyone for staff and admins (others' accounts answer 404)."""
-    return await service.get_user(session, security, user, user_id)
+    return await service.get_user(tx, security, user, user_id)
 
 
 @router.patch(
@@ -118,10 +118,10 @@ async def change_role(
     user_id: uuid.UUID,
     data: RoleUpdate,
     admin: AdminUser,
-    session: Session,
+    tx: Transaction,
     security: SecurityRuntime,
     origin: Origin,
 ) -> UserRead:
     """Set a user's role (admin); audited."""
     context = origin.with_actor(admin.id, admin.role)
-    return await service.change_role(session, security, user_id, data.role, context)
+    return await service.change_role(tx, security, user_id, data.role, context)

@@ -11,7 +11,7 @@ from orderly.core.limits import Limits
 
 @dataclass(frozen=True)
 class Security:
-    """Everything accounts' use cases need besides the session (one per process)."""
+    """Everything accounts' use cases need besides the transaction (one per process)."""
 
     settings: Settings
     passwords: Passwords

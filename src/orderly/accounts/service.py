@@ -1,7 +1,7 @@
 """Accounts use cases: users and their personal data, roles, and principal resolution.
 
 Login, refresh and logout live in :mod:`orderly.accounts.sessions`. Services
-flush, never commit: the request (or job, or CLI command) owns the transaction.
+never commit: the request (or job, or CLI command) owns the transaction.
 """
 
 from __future__ import annotations
@@ -10,18 +10,16 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderly.accounts import repository
-from orderly.accounts.models import User
 from orderly.accounts.passwords import check_password
+from orderly.accounts.repository import SealedPii, User
 from orderly.accounts.schemas import Address, Principal, Role, UserRead, UserRegister
 from orderly.accounts.security import Security
 from orderly.accounts.tokens import AccessClaims
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core.crypto import FieldCipher
-from orderly.core.db import after_commit
+from orderly.core.db import Tx
 from orderly.core.limits import Cache
 from orderly.core.telemetry import get_logger
 from orderly.errors import Conflict, NotFound, Unauthorized
@@ -43,11 +41,17 @@ def _context(user_id: uuid.UUID, field: str) -> str:
     return f"user_account.{field}:{user_id}"
 
 
-def _seal_pii(user: User, cipher: FieldCipher, values: dict[str, str | None]) -> None:
-    for field, value in values.items():
-        sealed = cipher.encrypt(value, context=_context(user.id, field)) if value else None
-        setattr(user, field, sealed)
-    user.pii_key_id = cipher.current_key_id
+def _seal_pii(user_id: uuid.UUID, cipher: FieldCipher, values: dict[str, str | None]) -> SealedPii:
+    def seal(field: str) -> str | None:
+        value = values.get(field)
+        return cipher.encrypt(value, context=_context(user_id, field)) if value else None
+
+    return SealedPii(
+        name=seal("name"),
+        phone=seal("phone"),
+        shipping_address=seal("shipping_address"),
+        key_id=cipher.current_key_id,
+    )
 
 
 def _open(user: User, cipher: FieldCipher, field: str) -> str | None:
@@ -61,7 +65,7 @@ def to_read(user: User, cipher: FieldCipher) -> UserRead:
     return UserRead(
         id=user.id,
         email=user.email,
-        role=Role(user.role),
+        role=user.role,
         name=_open(user, cipher, "name"),
         phone=_open(user, cipher, "phone"),
         shipping_address=Address.model_validate_json(address) if address else None,
@@ -82,7 +86,7 @@ def session_cache_key(session_id: uuid.UUID) -> str:
     return f"auth:session:{session_id}"
 
 
-async def invalidate(session: AsyncSession, cache: Cache, *keys: str) -> None:
+async def invalidate(tx: Tx, cache: Cache, *keys: str) -> None:
     """Drop cache entries now and again once the transaction commits.
 
     The second drop closes the race where a concurrent request re-caches the
@@ -95,12 +99,10 @@ async def invalidate(session: AsyncSession, cache: Cache, *keys: str) -> None:
         _pending.add(task)
         task.add_done_callback(_pending.discard)
 
-    after_commit(session, drop_again)
+    tx.after_commit(drop_again)
 
 
-async def resolve_principal(
-    session: AsyncSession, sec: Security, claims: AccessClaims
-) -> Principal:
+async def resolve_principal(tx: Tx, sec: Security, claims: AccessClaims) -> Principal:
     """The caller behind verified token claims; 401 when the user or login session is gone.
 
     The role comes from the database (through the cache), not the token, so a
@@ -110,10 +112,10 @@ async def resolve_principal(
     keys = [user_cache_key(claims.user_id), session_cache_key(claims.session_id)]
     cached_user, cached_session = await cache.get_many(keys)
     if cached_user is None or cached_session is None:
-        state = await repository.auth_state(session, claims.user_id, claims.session_id)
+        state = await repository.auth_state(tx, claims.user_id, claims.session_id)
         if state is None:
             raise Unauthorized("The access token is invalid.")
-        cached_user = {"role": state.role, "disabled": state.disabled}
+        cached_user = {"role": state.role.value, "disabled": state.disabled}
         cached_session = {"revoked": state.session_revoked}
         await cache.set(keys[0], cached_user, AUTH_CACHE_TTL_SECONDS)
         await cache.set(keys[1], cached_session, AUTH_CACHE_TTL_SECONDS)
@@ -126,7 +128,7 @@ async def resolve_principal(
 
 
 async def _create(
-    session: AsyncSession,
+    tx: Tx,
     sec: Security,
     *,
     email: str,
@@ -136,22 +138,25 @@ async def _create(
 ) -> User:
     check_password(password, email=email)
     password_hash = await asyncio.to_thread(sec.passwords.hash, password)
-    user = User(id=uuid.uuid4(), email=email, password_hash=password_hash, role=role.value)
-    _seal_pii(user, sec.cipher, pii)
-    if not await repository.insert_user(session, user):
+    user_id = uuid.uuid4()
+    created = await repository.insert_user(
+        tx,
+        user_id=user_id,
+        email=email,
+        password_hash=password_hash,
+        role=role,
+        pii=_seal_pii(user_id, sec.cipher, pii),
+    )
+    if created is None:
         raise Conflict("An account with this e-mail address already exists.")
-    created = await repository.get(session, user.id)
-    assert created is not None
     return created
 
 
-async def register(
-    session: AsyncSession, sec: Security, data: UserRegister, context: AuditContext
-) -> UserRead:
+async def register(tx: Tx, sec: Security, data: UserRegister, context: AuditContext) -> UserRead:
     """Create a customer account (the role is never the client's choice)."""
     address = data.shipping_address.model_dump_json() if data.shipping_address else None
     user = await _create(
-        session,
+        tx,
         sec,
         email=normalise_email(str(data.email)),
         password=data.password,
@@ -159,8 +164,8 @@ async def register(
         pii={"name": data.name, "phone": data.phone, "shipping_address": address},
     )
     await audit.record(
-        session,
-        context.with_actor(user.id, user.role),
+        tx,
+        context.with_actor(user.id, user.role.value),
         "user.registered",
         target_type="user",
         target_id=user.id,
@@ -170,7 +175,7 @@ async def register(
 
 
 async def create_user(
-    session: AsyncSession,
+    tx: Tx,
     sec: Security,
     *,
     email: str,
@@ -181,7 +186,7 @@ async def create_user(
 ) -> UserRead:
     """Create an account with any role (the operator's bootstrap path, ``orderly user create``)."""
     user = await _create(
-        session,
+        tx,
         sec,
         email=normalise_email(email),
         password=password,
@@ -189,7 +194,7 @@ async def create_user(
         pii={"name": name, "phone": None, "shipping_address": None},
     )
     await audit.record(
-        session,
+        tx,
         context,
         "user.created",
         target_type="user",
@@ -200,39 +205,36 @@ async def create_user(
     return to_read(user, sec.cipher)
 
 
-async def get_user(
-    session: AsyncSession, sec: Security, principal: Principal, user_id: uuid.UUID
-) -> UserRead:
+async def get_user(tx: Tx, sec: Security, principal: Principal, user_id: uuid.UUID) -> UserRead:
     """A user as *principal* may see it; 404 for another customer's account (no enumeration)."""
     if not principal.may_see(user_id):
         raise NotFound("No such user.")
-    user = await repository.get(session, user_id)
+    user = await repository.get(tx, user_id)
     if user is None:
         raise NotFound("No such user.")
     return to_read(user, sec.cipher)
 
 
 async def change_role(
-    session: AsyncSession,
+    tx: Tx,
     sec: Security,
     user_id: uuid.UUID,
     role: Role,
     context: AuditContext,
 ) -> UserRead:
     """Set a user's role (admin routes only); audited; never demotes the last admin."""
-    user = await repository.get(session, user_id, for_update=True)
+    user = await repository.get(tx, user_id, for_update=True)
     if user is None:
         raise NotFound("No such user.")
-    previous = Role(user.role)
+    previous = user.role
     demoting_admin = previous == Role.admin and role != Role.admin
-    if demoting_admin and await repository.count_admins_locked(session) <= 1:
+    if demoting_admin and await repository.count_admins_locked(tx) <= 1:
         raise Conflict("The last admin cannot be demoted.")
     if previous != role:
-        user.role = role.value
-        await session.flush()
-        await invalidate(session, sec.limits.cache, user_cache_key(user.id))
+        user = await repository.set_role(tx, user.id, role)
+        await invalidate(tx, sec.limits.cache, user_cache_key(user.id))
     await audit.record(
-        session,
+        tx,
         context,
         "user.role_changed",
         target_type="user",
@@ -242,11 +244,10 @@ async def change_role(
     log.info(
         "user_role_changed", user_id=str(user.id), role_from=previous.value, role_to=role.value
     )
-    await session.refresh(user)
     return to_read(user, sec.cipher)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """How to address a user in a message (e-mail and decrypted name)."""
 
@@ -255,30 +256,30 @@ class Contact:
     name: str | None
 
 
-async def contact(
-    session: AsyncSession, user_id: uuid.UUID | str, cipher: FieldCipher | None = None
-) -> Contact:
+async def contact(tx: Tx, user_id: uuid.UUID | str, cipher: FieldCipher | None = None) -> Contact:
     """The user's e-mail and, when *cipher* is given, their name; NotFound for no such user."""
-    user = await repository.get(session, uuid.UUID(str(user_id)))
+    user = await repository.get(tx, uuid.UUID(str(user_id)))
     if user is None:
         raise NotFound("No such user.")
     name = _open(user, cipher, "name") if cipher is not None else None
     return Contact(user.id, user.email, name)
 
 
-async def staff_emails(session: AsyncSession) -> list[str]:
+async def staff_emails(tx: Tx) -> list[str]:
     """Where staff alerts go: the e-mail of every active staff member and admin."""
-    return await repository.staff_emails(session)
+    return await repository.staff_emails(tx)
 
 
 # ---------------------------------------------------------------- key rotation
 
 
-async def reencrypt_pii(session: AsyncSession, cipher: FieldCipher, *, batch: int = 200) -> int:
+async def reencrypt_pii(tx: Tx, cipher: FieldCipher, *, batch: int = 200) -> int:
     """Re-seal one batch of users' personal data under the newest key; returns rows changed."""
-    rows = await repository.stale_pii_rows(session, cipher.current_key_id, batch)
-    for user in rows:
-        plain = {field: _open(user, cipher, field) for field in PII_FIELDS}
-        _seal_pii(user, cipher, plain)
-    await session.flush()
+    rows = await repository.stale_pii_rows(tx, cipher.current_key_id, batch)
+    resealed = [
+        (user.id, _seal_pii(user.id, cipher, {f: _open(user, cipher, f) for f in PII_FIELDS}))
+        for user in rows
+    ]
+    if resealed:
+        await repository.update_pii(tx, resealed)
     return len(rows)

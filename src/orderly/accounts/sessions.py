@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 from limits import RateLimitItem
 from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly.accounts import repository
 from orderly.accounts.schemas import Principal, Rejected, Role, TokenPair, TokenRequest
@@ -30,6 +29,7 @@ from orderly.accounts.tokens import issue_access_token
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core.crypto import opaque_token, token_digest
+from orderly.core.db import Tx
 from orderly.core.telemetry import REGISTRY, get_logger
 from orderly.errors import Unauthorized
 
@@ -63,17 +63,17 @@ def login_limits(sec: Security) -> tuple[RateLimitItem, RateLimitItem]:
 
 
 async def _issue(
-    session: AsyncSession, sec: Security, user_id: uuid.UUID, role: Role, family_id: uuid.UUID
+    tx: Tx, sec: Security, user_id: uuid.UUID, role: Role, family_id: uuid.UUID
 ) -> TokenPair:
     refresh = opaque_token()
     expires_at = datetime.now(UTC) + timedelta(seconds=sec.settings.refresh_token_ttl_seconds)
-    await repository.add_refresh_token(session, family_id, token_digest(refresh), expires_at)
+    await repository.add_refresh_token(tx, family_id, token_digest(refresh), expires_at)
     access, ttl = issue_access_token(sec.settings, user_id=user_id, role=role, session_id=family_id)
     return TokenPair(access_token=access, expires_in=ttl, refresh_token=refresh)
 
 
 async def login(
-    session: AsyncSession,
+    tx: Tx,
     sec: Security,
     data: TokenRequest,
     context: AuditContext,
@@ -89,7 +89,7 @@ async def login(
     limiter = sec.limits.limiter
     per_account, per_ip = login_limits(sec)
     ip = context.ip or "unknown"
-    await repository.lock_login(session, email)
+    await repository.lock_login(tx, email)
     for item, keys in ((per_account, ("login", "account", email)), (per_ip, ("login", "ip", ip))):
         status = await limiter.peek(item, *keys)
         if not status.allowed:
@@ -97,7 +97,7 @@ async def login(
             log.warning("login_rate_limited", scope=keys[1])
             return Rejected(status.error(TOO_MANY))
 
-    user = await repository.get_by_email(session, email)
+    user = await repository.get_by_email(tx, email)
     if user is None:
         await asyncio.to_thread(sec.passwords.burn, data.password)
         reason = "unknown_account"
@@ -111,9 +111,9 @@ async def login(
     if reason is not None or user is None:
         account_status = await limiter.hit(per_account, "login", "account", email)
         ip_status = await limiter.hit(per_ip, "login", "ip", ip)
-        actor = context.with_actor(user.id, user.role) if user else context
+        actor = context.with_actor(user.id, user.role.value) if user else context
         await audit.record(
-            session,
+            tx,
             actor,
             "auth.login_failed",
             target_type="user" if user else None,
@@ -128,37 +128,38 @@ async def login(
         return Rejected(Unauthorized(BAD_CREDENTIALS))
 
     if sec.passwords.needs_rehash(user.password_hash):
-        user.password_hash = await asyncio.to_thread(sec.passwords.hash, data.password)
+        rehashed = await asyncio.to_thread(sec.passwords.hash, data.password)
+        await repository.set_password_hash(tx, user.id, rehashed)
         log.info("password_rehashed", user_id=str(user.id))
     await limiter.reset(per_account, "login", "account", email)
-    family_id = await repository.create_family(session, user.id)
-    pair = await _issue(session, sec, user.id, Role(user.role), family_id)
+    family_id = await repository.create_family(tx, user.id)
+    pair = await _issue(tx, sec, user.id, user.role, family_id)
     LOGIN_ATTEMPTS.labels("succeeded").inc()
     log.info("login_succeeded", user_id=str(user.id))
     return pair
 
 
 async def refresh(
-    session: AsyncSession, sec: Security, refresh_token: str, context: AuditContext
+    tx: Tx, sec: Security, refresh_token: str, context: AuditContext
 ) -> TokenPair | Rejected:
     """Spend a refresh token for a new pair; a spent token presented again revokes its family."""
     digest = token_digest(refresh_token)
-    spent = await repository.spend_refresh_token(session, digest)
+    spent = await repository.spend_refresh_token(tx, digest)
     if spent is not None:
-        state = await repository.auth_state(session, spent.user_id, spent.family_id)
+        state = await repository.auth_state(tx, spent.user_id, spent.family_id)
         if spent.expires_at <= datetime.now(UTC) or state is None or state.disabled:
             TOKEN_REFRESHES.labels("rejected").inc()
             return Rejected(Unauthorized(BAD_REFRESH))
-        pair = await _issue(session, sec, spent.user_id, Role(state.role), spent.family_id)
+        pair = await _issue(tx, sec, spent.user_id, state.role, spent.family_id)
         TOKEN_REFRESHES.labels("rotated").inc()
         return pair
 
-    owner = await repository.find_refresh_token(session, digest)
+    owner = await repository.find_refresh_token(tx, digest)
     if owner is not None and owner.spent and not owner.revoked:
-        await repository.revoke_family(session, owner.family_id, "refresh_token_reused")
-        await invalidate(session, sec.limits.cache, session_cache_key(owner.family_id))
+        await repository.revoke_family(tx, owner.family_id, "refresh_token_reused")
+        await invalidate(tx, sec.limits.cache, session_cache_key(owner.family_id))
         await audit.record(
-            session,
+            tx,
             context.with_actor(owner.user_id, None),
             "auth.refresh_token_reused",
             target_type="session",
@@ -172,21 +173,19 @@ async def refresh(
     return Rejected(Unauthorized(BAD_REFRESH))
 
 
-async def logout(
-    session: AsyncSession, sec: Security, principal: Principal, refresh_token: str | None
-) -> None:
+async def logout(tx: Tx, sec: Security, principal: Principal, refresh_token: str | None) -> None:
     """End the caller's login session (and the one of *refresh_token*, if it is the caller's)."""
     families = {principal.session_id} if principal.session_id else set()
     if refresh_token:
-        owner = await repository.find_refresh_token(session, token_digest(refresh_token))
+        owner = await repository.find_refresh_token(tx, token_digest(refresh_token))
         if owner is not None and owner.user_id == principal.id:
             families.add(owner.family_id)
     for family_id in families:
-        await repository.revoke_family(session, family_id, "logout")
-    await invalidate(session, sec.limits.cache, *(session_cache_key(f) for f in families))
+        await repository.revoke_family(tx, family_id, "logout")
+    await invalidate(tx, sec.limits.cache, *(session_cache_key(f) for f in families))
     log.info("logout", user_id=str(principal.id))
 
 
-async def prune(session: AsyncSession, *, older_than: timedelta) -> tuple[int, int]:
+async def prune(tx: Tx, *, older_than: timedelta) -> tuple[int, int]:
     """Forget expired refresh tokens and sessions revoked or idle for *older_than*."""
-    return await repository.prune_sessions(session, datetime.now(UTC) - older_than)
+    return await repository.prune_sessions(tx, datetime.now(UTC) - older_than)

@@ -27,10 +27,10 @@ async def reencrypt_pii(ctx: JobContext, payload: dict[str, Any]) -> None:
     settings = ctx.resource(Settings)
     cipher = FieldCipher(settings.encryption_key_list)
     batch = int(payload.get("batch", REENCRYPT_BATCH))
-    changed = await service.reencrypt_pii(ctx.session, cipher, batch=batch)
+    changed = await service.reencrypt_pii(ctx.tx, cipher, batch=batch)
     log.info("pii_reencrypted", rows=changed, key_id=cipher.current_key_id)
     if changed == batch:
-        await enqueue(ctx.session, "accounts.reencrypt_pii", {"batch": batch})
+        await enqueue(ctx.tx, "accounts.reencrypt_pii", {"batch": batch})
 
 
 @task("accounts.prune_sessions", schedule="41 3 * * *", timeout=300)
@@ -38,7 +38,7 @@ async def prune_sessions(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Daily: forget expired refresh tokens and long-dead login sessions (tables stay small)."""
     settings = ctx.resource(Settings)
     keep = timedelta(seconds=settings.refresh_token_ttl_seconds)
-    tokens, families = await sessions.prune(ctx.session, older_than=keep)
+    tokens, families = await sessions.prune(ctx.tx, older_than=keep)
     log.info("sessions_pruned", refresh_tokens=tokens, sessions=families)
 
 

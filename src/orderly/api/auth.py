@@ -32,7 +32,7 @@ from orderly.accounts.schemas import ALL_ROLES, STAFF_ROLES, Principal, Rejected
 from orderly.accounts.security import Security
 from orderly.accounts.service import resolve_principal
 from orderly.accounts.tokens import decode_access_token
-from orderly.api.deps import Session
+from orderly.api.deps import Transaction
 from orderly.api.problems import problem_response, status_for
 from orderly.audit.schemas import AuditContext
 from orderly.core.limits import Limits
@@ -139,7 +139,7 @@ _bearer = HTTPBearer(auto_error=False, description="Access token from POST /v1/a
 
 async def _authenticate(
     request: Request,
-    session: Session,
+    tx: Transaction,
     security: SecurityRuntime,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -147,7 +147,7 @@ async def _authenticate(
         raise Unauthorized("An access token is required.", headers=WWW_AUTHENTICATE)
     try:
         claims = decode_access_token(security.settings, credentials.credentials)
-        principal = await resolve_principal(session, security, claims)
+        principal = await resolve_principal(tx, security, claims)
     except Unauthorized as exc:
         exc.headers.update(WWW_AUTHENTICATE)
         raise

@@ -12,11 +12,10 @@ from typing import Annotated
 
 import orjson
 from fastapi import Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly import errors
 from orderly.config import Settings
-from orderly.core.db import Database
+from orderly.core.db import Database, Tx
 from orderly.core.outbound import Breakers
 from orderly.payments.gateway import StripeGateway
 
@@ -25,7 +24,7 @@ from orderly.payments.gateway import StripeGateway
 
 
 async def get_database(request: Request) -> Database:
-    """The app's database (engine + session factory)."""
+    """The app's database (the process's connection pool)."""
     database: Database = request.app.state.database
     return database
 
@@ -36,25 +35,21 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+async def _transaction(request: Request) -> AsyncIterator[Tx]:
     """One transaction per request, committed when the endpoint returns.
 
     ``scope="function"`` (below) runs this teardown right after the endpoint
     returns and *before* the response is sent, so a failed commit becomes an
-    error response instead of a success the database never recorded.
+    error response instead of a success the database never recorded. The
+    transaction is lazy: a request that runs no SQL takes no connection.
     """
     database: Database = request.app.state.database
-    async with database.sessions() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+    async with database.transaction() as tx:
+        yield tx
+        await tx.commit()
 
 
-Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Transaction = Annotated[Tx, Depends(_transaction, scope="function")]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 

@@ -5,12 +5,12 @@ Usage in an endpoint (the key is optional; without one the operation just runs):
     @router.post("/orders", status_code=201, response_model=OrderRead,
                  responses=responses_for(IdempotencyKeyReused, IdempotencyKeyInUse, OutOfStock))
     async def create_order(
-        data: OrderCreate, session: Session, user: CurrentUser, idempotency: Idempotency
+        data: OrderCreate, tx: Transaction, user: CurrentUser, idempotency: Idempotency
     ) -> Response:
         return await idempotency.run(
-            session,
+            tx,
             principal=str(user.id),
-            operation=lambda: orders_service.place(session, user, data),
+            operation=lambda: orders_service.place(tx, user, data),
             status_code=201,
         )
 
@@ -34,12 +34,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, Header, Request
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from orderly import errors
 from orderly.api import problems
 from orderly.core import idempotency as store
+from orderly.core.db import Tx
+from orderly.core.models import MAX_KEY_LENGTH
 from orderly.core.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -104,7 +105,7 @@ class IdempotentRequest:
 
     async def run(
         self,
-        session: AsyncSession,
+        tx: Tx,
         *,
         principal: str,
         operation: Operation,
@@ -114,14 +115,14 @@ class IdempotentRequest:
         """Run *operation* at most once per (principal, key); replay its stored response.
 
         *operation* returns a pydantic model, a JSON-able value (sent with
-        *status_code*) or a ready ``Response``. It must use *session*, whose
+        *status_code*) or a ready ``Response``. It must use *tx*, whose
         transaction also stores the response. *headers* (e.g. RateLimit-*) are
         per request: added to every answer, replays included, never stored.
         """
         if self.key is None:
             return self._with_headers(_render(await operation(), status_code), headers)
         claim = await store.claim(
-            session,
+            tx,
             principal=principal,
             key=self.key,
             fingerprint=self.fingerprint,
@@ -140,26 +141,22 @@ class IdempotentRequest:
         except errors.OrderlyError as exc:
             if not _storable(exc):
                 raise
-            return self._with_headers(await self._store_error(session, principal, exc), headers)
+            return self._with_headers(await self._store_error(tx, principal, exc), headers)
         response = self._with_headers(_render(result, status_code), headers)
         if response.status_code >= 500:  # never stored: free the key for the client's retry
-            await store.release(session, principal=principal, key=self.key)
+            await store.release(tx, principal=principal, key=self.key)
         else:
-            await store.complete(
-                session, principal=principal, key=self.key, response=_stored(response)
-            )
+            await store.complete(tx, principal=principal, key=self.key, response=_stored(response))
         return response
 
-    async def _store_error(
-        self, session: AsyncSession, principal: str, exc: errors.OrderlyError
-    ) -> Response:
+    async def _store_error(self, tx: Tx, principal: str, exc: errors.OrderlyError) -> Response:
         # Undo whatever the operation flushed before it failed, then record the
-        # answer in a fresh transaction (the request's session commits it).
+        # answer in a fresh transaction (the request commits it).
         assert self.key is not None
-        await session.rollback()
+        await tx.rollback()
         response = problems.error_response(exc)
         await store.store(
-            session,
+            tx,
             principal=principal,
             key=self.key,
             fingerprint=self.fingerprint,
@@ -183,7 +180,7 @@ async def idempotent_request(
         Header(
             alias=KEY_HEADER,
             min_length=1,
-            max_length=store.MAX_KEY_LENGTH,
+            max_length=MAX_KEY_LENGTH,
             pattern=r"^[\x20-\x7e]+$",
             description="Makes a retried POST safe: same key and body within 24 h replays.",
         ),

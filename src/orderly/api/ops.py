@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from orderly.core.db import Database, raw_connection
+from orderly.core.db import Database
 from orderly.core.jobs import queue_stats
 from orderly.core.telemetry import QUEUE_DEPTH, QUEUE_OLDEST_AGE, get_logger, render_metrics
 
@@ -30,8 +30,8 @@ class Lifecycle:
 
 async def refresh_queue_metrics(database: Database) -> None:
     """Read the queue's depth and age into the gauges (raises if the database is down)."""
-    async with database.engine.connect() as conn:
-        stats = await queue_stats(await raw_connection(conn))
+    async with database.transaction() as tx:
+        stats = await queue_stats(tx)
     for status, count in stats.counts.items():
         QUEUE_DEPTH.labels(status).set(count)
     QUEUE_OLDEST_AGE.set(stats.oldest_due_age_seconds)

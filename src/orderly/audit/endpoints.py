@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from orderly.api.auth import AdminUser
-from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.deps import Page, Transaction, encode_cursor
 from orderly.api.problems import responses_for
 from orderly.audit import service
 from orderly.audit.schemas import AuditEventPage
@@ -23,7 +23,7 @@ router = APIRouter(tags=["audit"])
 )
 async def list_audit_events(
     _: AdminUser,
-    session: Session,
+    tx: Transaction,
     page: Page,
     action: Annotated[str | None, Query(max_length=100)] = None,
     actor_id: uuid.UUID | None = None,
@@ -37,7 +37,7 @@ async def list_audit_events(
         except (KeyError, ValueError):
             raise InvalidInput("malformed cursor", field="cursor") from None
     events = await service.list_events(
-        session,
+        tx,
         limit=page.limit + 1,
         before_seq=before,
         action=action,

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, DateTime, Text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base
+from orderly.core.schema import Base
 
 
 class AuditEvent(Base):

@@ -9,6 +9,7 @@ why audited transactions should record late and commit promptly.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import uuid
@@ -16,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly.audit import repository
-from orderly.audit.models import AuditEvent
+from orderly.audit.repository import AuditEventRow
 from orderly.audit.schemas import AuditContext, AuditEventRead, ChainReport
+from orderly.core.db import Tx
 from orderly.core.telemetry import get_logger
 
 log = get_logger(__name__)
@@ -34,7 +35,7 @@ def _clip(value: str | None) -> str | None:
     return value[:_MAX_TEXT] if value is not None else None
 
 
-def event_digest(event: AuditEvent) -> str:
+def event_digest(event: AuditEventRow) -> str:
     """The hash of *event*: SHA-256 over its predecessor's hash and its canonical fields."""
     fields = {
         "id": str(event.id),
@@ -55,24 +56,24 @@ def event_digest(event: AuditEvent) -> str:
 
 
 async def record(
-    session: AsyncSession,
+    tx: Tx,
     context: AuditContext,
     action: str,
     *,
     target_type: str | None = None,
     target_id: str | uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> AuditEventRow:
     """Append one event (``action`` like ``user.role_changed``) in the caller's transaction."""
     details = dict(details or {})
     leaked = [key for key in details if _SECRET_KEY.search(key)]
     if leaked:
         # A programming error: secrets never belong in the audit log.
         raise ValueError(f"audit details must not carry secrets: {leaked}")
-    await repository.lock_chain(session)
-    last = await repository.last_link(session)
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    event = AuditEvent(
+    await repository.lock_chain(tx)
+    last = await repository.last_link(tx)
+    seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+    unsealed = AuditEventRow(
         id=uuid.uuid4(),
         seq=seq,
         occurred_at=datetime.now(UTC),
@@ -86,15 +87,16 @@ async def record(
         request_id=context.request_id,
         details=details,
         prev_hash=prev_hash,
+        hash="",
     )
-    event.hash = event_digest(event)
-    await repository.add(session, event)
+    event = dataclasses.replace(unsealed, hash=event_digest(unsealed))
+    await repository.add(tx, event)
     log.info("audit_event", action=action, audit_seq=seq, target_type=target_type)
     return event
 
 
 async def list_events(
-    session: AsyncSession,
+    tx: Tx,
     *,
     limit: int,
     before_seq: int | None = None,
@@ -104,7 +106,7 @@ async def list_events(
 ) -> list[AuditEventRead]:
     """A page of events, newest first."""
     rows = await repository.page(
-        session,
+        tx,
         limit=limit,
         before_seq=before_seq,
         action=action,
@@ -114,10 +116,10 @@ async def list_events(
     return [AuditEventRead.model_validate(row, from_attributes=True) for row in rows]
 
 
-async def verify_chain(session: AsyncSession) -> ChainReport:
+async def verify_chain(tx: Tx) -> ChainReport:
     """Recompute the chain oldest first; report the first event that was edited or removed."""
     expected_seq, prev_hash, checked = 1, GENESIS, 0
-    async for event in repository.in_order(session):
+    async for event in repository.in_order(tx):
         reason = None
         if event.seq != expected_seq:
             reason = f"sequence gap: expected {expected_seq}, found {event.seq} (events removed)"

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import PUBLIC, StaffUser
-from orderly.api.deps import DatabaseDep, Page, Session, keyset_after, keyset_cursor
+from orderly.api.deps import DatabaseDep, Page, Transaction, keyset_after, keyset_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.catalog import service
@@ -32,23 +32,21 @@ router = APIRouter(prefix="/products", tags=["catalog"])
     responses=responses_for(errors.Conflict, errors.Forbidden, errors.Unauthorized),
 )
 async def create_product(
-    data: ProductCreate, session: Session, user: StaffUser, idempotency: Idempotency
+    data: ProductCreate, tx: Transaction, user: StaffUser, idempotency: Idempotency
 ) -> Response:
     """Add a product (staff); a taken sku is 409."""
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
-        operation=lambda: service.create_product(session, data),
+        operation=lambda: service.create_product(tx, data),
         status_code=201,
     )
 
 
 @router.get("", dependencies=[PUBLIC])
-async def list_products(session: Session, page: Page) -> ProductPage:
+async def list_products(tx: Transaction, page: Page) -> ProductPage:
     """Active products, oldest first, cursor-paginated."""
-    items, last = await service.list_products(
-        session, limit=page.limit, after=keyset_after(page.cursor)
-    )
+    items, last = await service.list_products(tx, limit=page.limit, after=keyset_after(page.cursor))
     return ProductPage(data=items, next_cursor=keyset_cursor(last))
 
 
@@ -59,7 +57,7 @@ async def list_products(session: Session, page: Page) -> ProductPage:
     responses=responses_for(errors.NotFound),
 )
 async def get_product(product_id: uuid.UUID, database: DatabaseDep) -> Response:
-    """One active product (served from a short-lived cache; no session on a cache hit)."""
+    """One active product (served from a short-lived cache; no connection on a cache hit)."""
     body = await service.get_product_json(database, product_id)
     return Response(body, media_type="application/json")
 
@@ -69,10 +67,10 @@ async def get_product(product_id: uuid.UUID, database: DatabaseDep) -> Response:
     responses=responses_for(errors.NotFound, errors.Forbidden, errors.Unauthorized),
 )
 async def update_product(
-    product_id: uuid.UUID, data: ProductUpdate, session: Session, user: StaffUser
+    product_id: uuid.UUID, data: ProductUpdate, tx: Transaction, user: StaffUser
 ) -> ProductRead:
     """Change a product's name, description, price, threshold or active flag (staff)."""
-    return await service.update_product(session, product_id, data)
+    return await service.update_product(tx, product_id, data)
 
 
 @router.post(
@@ -84,14 +82,14 @@ async def update_product(
 async def adjust_stock(
     product_id: uuid.UUID,
     data: StockAdjustmentCreate,
-    session: Session,
+    tx: Transaction,
     user: StaffUser,
     idempotency: Idempotency,
 ) -> Response:
     """Record a stock movement (staff); stock never goes below zero (409)."""
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
-        operation=lambda: service.adjust_stock(session, product_id, data, actor_id=user.id),
+        operation=lambda: service.adjust_stock(tx, product_id, data, actor_id=user.id),
         status_code=201,
     )

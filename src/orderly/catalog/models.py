@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base
+from orderly.core.schema import Base
 
 
 class Product(Base):

@@ -1,6 +1,6 @@
 """Every query on the catalog tables.
 
-Statements run on the session's own asyncpg connection (same transaction):
+Statements run on the transaction's own asyncpg connection (same transaction):
 the order path is hot, and asyncpg's prepared statements cost a fraction of
 SQLAlchemy's per-call compilation (MEASUREMENTS.md). All values are bound.
 """
@@ -8,15 +8,13 @@ SQLAlchemy's per-call compilation (MEASUREMENTS.md). All values are bound.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderly.core.db import raw_connection
+from orderly.core.db import Tx
 
 _PRODUCT_COLUMNS = (
     "id, sku, name, description, price_cents, currency, stock, active, "
@@ -24,7 +22,45 @@ _PRODUCT_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Product:
+    """A product row."""
+
+    id: uuid.UUID
+    sku: str
+    name: str
+    description: str
+    price_cents: int
+    currency: str
+    stock: int
+    active: bool
+    low_stock_threshold: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StockMovement:
+    """One recorded change of a product's stock."""
+
+    id: int
+    product_id: uuid.UUID
+    delta: int
+    stock_after: int
+    reason: str
+    order_id: uuid.UUID | None
+    created_at: datetime
+
+
+def _product(row: asyncpg.Record) -> Product:
+    return Product(**row)
+
+
+def _movement(row: asyncpg.Record) -> StockMovement:
+    return StockMovement(**row)
+
+
+@dataclass(frozen=True, slots=True)
 class ReservedLine:
     """A product line whose stock was just reserved."""
 
@@ -36,28 +72,39 @@ class ReservedLine:
     low_stock_threshold: int
 
 
-async def insert_product(session: AsyncSession, values: dict[str, Any]) -> asyncpg.Record | None:
+async def insert_product(
+    tx: Tx,
+    *,
+    product_id: uuid.UUID,
+    sku: str,
+    name: str,
+    description: str,
+    price_cents: int,
+    currency: str,
+    stock: int,
+    low_stock_threshold: int,
+) -> Product | None:
     """Insert a product; None when the sku is taken (the unique index decides, not a read)."""
-    conn = await raw_connection(session)
-    return await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""INSERT INTO product (id, sku, name, description, price_cents, currency, stock,
                                  low_stock_threshold)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             ON CONFLICT (sku) DO NOTHING
             RETURNING {_PRODUCT_COLUMNS}""",  # noqa: S608 - column list is a constant
-        values["id"],
-        values["sku"],
-        values["name"],
-        values["description"],
-        values["price_cents"],
-        values["currency"],
-        values["stock"],
-        values["low_stock_threshold"],
+        product_id,
+        sku,
+        name,
+        description,
+        price_cents,
+        currency,
+        stock,
+        low_stock_threshold,
     )
+    return _product(row) if row is not None else None
 
 
 async def record_movement(
-    session: AsyncSession,
+    tx: Tx,
     *,
     product_id: uuid.UUID,
     delta: int,
@@ -65,10 +112,9 @@ async def record_movement(
     reason: str,
     actor_id: uuid.UUID | None,
     order_id: uuid.UUID | None = None,
-) -> asyncpg.Record:
+) -> StockMovement:
     """Append one stock movement."""
-    conn = await raw_connection(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         """INSERT INTO stock_movement (product_id, delta, stock_after, reason, order_id, actor_id)
            VALUES ($1, $2, $3, $4, $5, $6)
            RETURNING id, product_id, delta, stock_after, reason, order_id, created_at""",
@@ -80,40 +126,37 @@ async def record_movement(
         actor_id,
     )
     assert row is not None
-    return row
+    return _movement(row)
 
 
-async def get_product(session: AsyncSession, product_id: uuid.UUID) -> asyncpg.Record | None:
+async def get_product(tx: Tx, product_id: uuid.UUID) -> Product | None:
     """One product by id."""
-    conn = await raw_connection(session)
-    return await conn.fetchrow(
+    row = await tx.fetchrow(
         f"SELECT {_PRODUCT_COLUMNS} FROM product WHERE id = $1",  # noqa: S608 - constant columns
         product_id,
     )
+    return _product(row) if row is not None else None
 
 
-async def names(
-    session: AsyncSession, product_ids: Sequence[uuid.UUID]
-) -> list[tuple[uuid.UUID, str]]:
+async def names(tx: Tx, product_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, str]]:
     """(id, name) of the given products."""
-    conn = await raw_connection(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         "SELECT id, name FROM product WHERE id = ANY($1::uuid[])", list(product_ids)
     )
     return [(row["id"], row["name"]) for row in rows]
 
 
 async def list_products(
-    session: AsyncSession,
+    tx: Tx,
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
     include_inactive: bool,
-) -> list[asyncpg.Record]:
+) -> list[Product]:
     """Products oldest first, keyset-paginated on (created_at, id)."""
-    conn = await raw_connection(session)
-    return list(
-        await conn.fetch(
+    return [
+        _product(row)
+        for row in await tx.fetch(
             f"""SELECT {_PRODUCT_COLUMNS} FROM product
                 WHERE ($2::boolean OR active)
                   AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
@@ -124,31 +167,28 @@ async def list_products(
             after[0] if after else None,
             after[1] if after else None,
         )
-    )
+    ]
 
 
 async def update_product(
-    session: AsyncSession, product_id: uuid.UUID, changes: dict[str, Any]
-) -> asyncpg.Record | None:
+    tx: Tx, product_id: uuid.UUID, changes: Mapping[str, object]
+) -> Product | None:
     """Apply *changes* (validated column names only) and bump updated_at."""
     allowed = {"name", "description", "price_cents", "active", "low_stock_threshold"}
     columns = [name for name in changes if name in allowed]
     assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(columns))
-    conn = await raw_connection(session)
-    return await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""UPDATE product SET {assignments}{", " if assignments else ""}updated_at = now()
             WHERE id = $1 RETURNING {_PRODUCT_COLUMNS}""",  # noqa: S608 - names from allowlist
         product_id,
         *(changes[name] for name in columns),
     )
+    return _product(row) if row is not None else None
 
 
-async def adjust_stock(
-    session: AsyncSession, product_id: uuid.UUID, delta: int
-) -> tuple[bool, asyncpg.Record | None]:
-    """Add *delta* to stock unless it would go negative: (applied, product row or None)."""
-    conn = await raw_connection(session)
-    row = await conn.fetchrow(
+async def adjust_stock(tx: Tx, product_id: uuid.UUID, delta: int) -> tuple[bool, Product | None]:
+    """Add *delta* to stock unless it would go negative: (applied, product or None)."""
+    row = await tx.fetchrow(
         f"""WITH changed AS (
               UPDATE product SET stock = stock + $2, updated_at = now()
                WHERE id = $1 AND stock + $2 >= 0
@@ -162,11 +202,12 @@ async def adjust_stock(
     )
     if row is None:
         return False, None
-    return bool(row["applied"]), row
+    columns = dict(row.items())
+    return bool(columns.pop("applied")), Product(**columns)
 
 
 async def reserve(
-    session: AsyncSession,
+    tx: Tx,
     order_id: uuid.UUID,
     product_ids: Sequence[uuid.UUID],
     quantities: Sequence[int],
@@ -178,8 +219,7 @@ async def reserve(
     The caller compares the result with what it asked for and rolls back the
     whole transaction when a line is missing (all or nothing).
     """
-    conn = await raw_connection(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         """WITH wanted AS (
               SELECT * FROM unnest($2::uuid[], $3::int[]) AS w(product_id, quantity)),
             locked AS (
@@ -212,7 +252,7 @@ async def reserve(
 
 
 async def release(
-    session: AsyncSession,
+    tx: Tx,
     order_id: uuid.UUID,
     product_ids: Sequence[uuid.UUID],
     quantities: Sequence[int],
@@ -220,8 +260,7 @@ async def release(
     actor_id: uuid.UUID | None,
 ) -> list[uuid.UUID]:
     """Return stock of an order's lines (id-ordered locks), recording movements."""
-    conn = await raw_connection(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         """WITH wanted AS (
               SELECT * FROM unnest($2::uuid[], $3::int[]) AS w(product_id, quantity)),
             locked AS (
@@ -246,15 +285,13 @@ async def release(
 
 
 async def movements_for_product(
-    session: AsyncSession, product_id: uuid.UUID, limit: int = 100
-) -> list[asyncpg.Record]:
+    tx: Tx, product_id: uuid.UUID, limit: int = 100
+) -> list[StockMovement]:
     """The most recent movements of a product, newest first."""
-    conn = await raw_connection(session)
-    return list(
-        await conn.fetch(
-            """SELECT id, product_id, delta, stock_after, reason, order_id, created_at
-                 FROM stock_movement WHERE product_id = $1 ORDER BY id DESC LIMIT $2""",
-            product_id,
-            limit,
-        )
+    rows = await tx.fetch(
+        """SELECT id, product_id, delta, stock_after, reason, order_id, created_at
+             FROM stock_movement WHERE product_id = $1 ORDER BY id DESC LIMIT $2""",
+        product_id,
+        limit,
     )
+    return [_movement(row) for row in rows]

@@ -6,13 +6,10 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderly import errors
 from orderly.catalog import repository
 from orderly.catalog.cache import product_cache
-from orderly.catalog.repository import ReservedLine
+from orderly.catalog.repository import Product, ReservedLine
 from orderly.catalog.schemas import (
     ProductCreate,
     ProductRead,
@@ -20,7 +17,7 @@ from orderly.catalog.schemas import (
     StockAdjustmentCreate,
     StockMovementRead,
 )
-from orderly.core.db import Database, after_commit
+from orderly.core.db import Database, Tx
 from orderly.core.jobs import enqueue
 from orderly.core.telemetry import get_logger
 
@@ -28,44 +25,54 @@ log = get_logger(__name__)
 LOW_STOCK_TASK = "catalog.record_inventory"
 
 
-def _read(row: asyncpg.Record) -> ProductRead:
-    return ProductRead.model_validate(dict(row))
+def _read(product: Product) -> ProductRead:
+    return ProductRead.model_validate(product, from_attributes=True)
 
 
-def _invalidate_after_commit(session: AsyncSession, *product_ids: uuid.UUID) -> None:
+def _invalidate_after_commit(tx: Tx, *product_ids: uuid.UUID) -> None:
     """Drop the products' cached reads once the change commits (one listener for all)."""
 
     def invalidate() -> None:
         for product_id in product_ids:
             product_cache.invalidate(product_id)
 
-    after_commit(session, invalidate)
+    tx.after_commit(invalidate)
 
 
-async def create_product(session: AsyncSession, data: ProductCreate) -> ProductRead:
+async def create_product(tx: Tx, data: ProductCreate) -> ProductRead:
     """Create a product; a taken sku is a Conflict. The opening stock is a recorded movement."""
-    row = await repository.insert_product(session, {"id": uuid.uuid4(), **data.model_dump()})
+    row = await repository.insert_product(
+        tx,
+        product_id=uuid.uuid4(),
+        sku=data.sku,
+        name=data.name,
+        description=data.description,
+        price_cents=data.price_cents,
+        currency=data.currency,
+        stock=data.stock,
+        low_stock_threshold=data.low_stock_threshold,
+    )
     if row is None:
         raise errors.Conflict(f"A product with sku {data.sku!r} already exists.")
     if data.stock:
         await repository.record_movement(
-            session,
-            product_id=row["id"],
+            tx,
+            product_id=row.id,
             delta=data.stock,
             stock_after=data.stock,
             reason="opening stock",
             actor_id=None,
         )
-    log.info("product_created", product_id=str(row["id"]), sku=data.sku)
+    log.info("product_created", product_id=str(row.id), sku=data.sku)
     return _read(row)
 
 
 async def get_product(
-    session: AsyncSession, product_id: uuid.UUID, *, include_inactive: bool = False
+    tx: Tx, product_id: uuid.UUID, *, include_inactive: bool = False
 ) -> ProductRead:
     """One product; inactive ones exist only for staff."""
-    row = await repository.get_product(session, product_id)
-    if row is None or not (row["active"] or include_inactive):
+    row = await repository.get_product(tx, product_id)
+    if row is None or not (row.active or include_inactive):
         raise errors.NotFound("No such product.")
     return _read(row)
 
@@ -73,25 +80,25 @@ async def get_product(
 async def get_product_json(database: Database, product_id: uuid.UUID) -> bytes:
     """The public JSON of an active product, served from the process cache when fresh.
 
-    It takes the database rather than a session: the hottest public read opens
-    no session (and so no transaction) at all when the cache answers.
+    It takes the database rather than a transaction: the hottest public read takes
+    no connection at all when the cache answers.
     """
     cached = product_cache.get(product_id)
     if cached is not None:
         return cached
-    async with database.session() as session:
-        body = (await get_product(session, product_id)).model_dump_json().encode()
+    async with database.transaction() as tx:
+        body = (await get_product(tx, product_id)).model_dump_json().encode()
     product_cache.put(product_id, body)
     return body
 
 
-async def product_names(session: AsyncSession, product_ids: Sequence[uuid.UUID]) -> dict[str, str]:
+async def product_names(tx: Tx, product_ids: Sequence[uuid.UUID]) -> dict[str, str]:
     """Names of products by id (for messages; inactive products included)."""
-    return {str(pid): name for pid, name in await repository.names(session, product_ids)}
+    return {str(pid): name for pid, name in await repository.names(tx, product_ids)}
 
 
 async def list_products(
-    session: AsyncSession,
+    tx: Tx,
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
@@ -99,29 +106,27 @@ async def list_products(
 ) -> tuple[list[ProductRead], tuple[datetime, uuid.UUID] | None]:
     """A page of products and the keyset of its last row when more may follow."""
     rows = await repository.list_products(
-        session, limit=limit + 1, after=after, include_inactive=include_inactive
+        tx, limit=limit + 1, after=after, include_inactive=include_inactive
     )
     page = [_read(row) for row in rows[:limit]]
     more = len(rows) > limit
     return page, ((page[-1].created_at, page[-1].id) if more and page else None)
 
 
-async def update_product(
-    session: AsyncSession, product_id: uuid.UUID, data: ProductUpdate
-) -> ProductRead:
+async def update_product(tx: Tx, product_id: uuid.UUID, data: ProductUpdate) -> ProductRead:
     """Change a product's descriptive fields (never its stock)."""
     changes = data.model_dump(exclude_unset=True)
     if any(value is None for value in changes.values()):
         raise errors.InvalidInput("fields may be omitted but not null", field="body")
-    row = await repository.update_product(session, product_id, changes)
+    row = await repository.update_product(tx, product_id, changes)
     if row is None:
         raise errors.NotFound("No such product.")
-    _invalidate_after_commit(session, product_id)
+    _invalidate_after_commit(tx, product_id)
     return _read(row)
 
 
 async def adjust_stock(
-    session: AsyncSession,
+    tx: Tx,
     product_id: uuid.UUID,
     data: StockAdjustmentCreate,
     *,
@@ -130,32 +135,30 @@ async def adjust_stock(
     """Apply a manual stock change; stock never goes below zero (Conflict instead)."""
     if data.delta == 0:
         raise errors.InvalidInput("delta must not be zero", field="delta")
-    applied, row = await repository.adjust_stock(session, product_id, data.delta)
+    applied, row = await repository.adjust_stock(tx, product_id, data.delta)
     if row is None:
         raise errors.NotFound("No such product.")
     if not applied:
         raise errors.Conflict(
-            f"Stock is {row['stock']}; removing {-data.delta} would make it negative."
+            f"Stock is {row.stock}; removing {-data.delta} would make it negative."
         )
     movement = await repository.record_movement(
-        session,
+        tx,
         product_id=product_id,
         delta=data.delta,
-        stock_after=row["stock"],
+        stock_after=row.stock,
         reason=data.reason,
         actor_id=actor_id,
     )
-    _invalidate_after_commit(session, product_id)
-    stock = row["stock"]
-    await _alert_if_crossed(
-        session, [(product_id, stock - data.delta, stock, row["low_stock_threshold"])]
-    )
+    _invalidate_after_commit(tx, product_id)
+    stock = row.stock
+    await _alert_if_crossed(tx, [(product_id, stock - data.delta, stock, row.low_stock_threshold)])
     log.info("stock_adjusted", product_id=str(product_id), delta=data.delta)
-    return StockMovementRead.model_validate(dict(movement))
+    return StockMovementRead.model_validate(movement, from_attributes=True)
 
 
 async def reserve_for_order(
-    session: AsyncSession, order_id: uuid.UUID, lines: Sequence[tuple[uuid.UUID, int]]
+    tx: Tx, order_id: uuid.UUID, lines: Sequence[tuple[uuid.UUID, int]]
 ) -> list[ReservedLine]:
     """Reserve every line or raise OutOfStock naming the first short product.
 
@@ -164,15 +167,15 @@ async def reserve_for_order(
     """
     product_ids = [product_id for product_id, _ in lines]
     reserved = await repository.reserve(
-        session, order_id, product_ids, [quantity for _, quantity in lines]
+        tx, order_id, product_ids, [quantity for _, quantity in lines]
     )
     if len(reserved) != len(lines):
         got = {line.product_id for line in reserved}
         missing = next(pid for pid in product_ids if pid not in got)
         raise errors.OutOfStock(str(missing))
-    _invalidate_after_commit(session, *(line.product_id for line in reserved))
+    _invalidate_after_commit(tx, *(line.product_id for line in reserved))
     await _alert_if_crossed(
-        session,
+        tx,
         [
             (r.product_id, r.stock_after + r.quantity, r.stock_after, r.low_stock_threshold)
             for r in reserved
@@ -182,7 +185,7 @@ async def reserve_for_order(
 
 
 async def release_for_order(
-    session: AsyncSession,
+    tx: Tx,
     order_id: uuid.UUID,
     lines: Sequence[tuple[uuid.UUID, int]],
     *,
@@ -190,19 +193,17 @@ async def release_for_order(
 ) -> None:
     """Give an order's reserved stock back (cancellation)."""
     released = await repository.release(
-        session,
+        tx,
         order_id,
         [product_id for product_id, _ in lines],
         [quantity for _, quantity in lines],
         "order cancelled",
         actor_id,
     )
-    _invalidate_after_commit(session, *released)
+    _invalidate_after_commit(tx, *released)
 
 
-async def _alert_if_crossed(
-    session: AsyncSession, levels: Sequence[tuple[uuid.UUID, int, int, int]]
-) -> None:
+async def _alert_if_crossed(tx: Tx, levels: Sequence[tuple[uuid.UUID, int, int, int]]) -> None:
     """Enqueue a low-stock alert for each product whose stock just fell under its threshold.
 
     Alerting on the crossing (not on every sale below it) sends one alert per
@@ -211,7 +212,7 @@ async def _alert_if_crossed(
     for product_id, before, after, threshold in levels:
         if after < threshold <= before:
             await enqueue(
-                session,
+                tx,
                 LOW_STOCK_TASK,
                 {"product_id": str(product_id)},
                 dedupe_key=f"low-stock:{product_id}",

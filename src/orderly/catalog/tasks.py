@@ -33,22 +33,22 @@ async def record_inventory(ctx: JobContext, payload: dict[str, Any]) -> None:
     twice, while the next time stock falls under the threshold alerts again.
     """
     job = LowStock.model_validate(payload)
-    product = await repository.get_product(ctx.session, job.product_id)
+    product = await repository.get_product(ctx.tx, job.product_id)
     if product is None:
         return
-    recipients = await accounts_service.staff_emails(ctx.session)
+    recipients = await accounts_service.staff_emails(ctx.tx)
     if not recipients:
         log.warning("low_stock_no_staff", product_id=str(job.product_id))
         return
-    subject = f"Low stock: {product['sku']} ({product['stock']} left)"
+    subject = f"Low stock: {product.sku} ({product.stock} left)"
     body = (
-        f"{product['name']} (sku {product['sku']}, id {product['id']}) has {product['stock']} "
-        f"in stock, under its threshold of {product['low_stock_threshold']}.\n\norderly\n"
+        f"{product.name} (sku {product.sku}, id {product.id}) has {product.stock} "
+        f"in stock, under its threshold of {product.low_stock_threshold}.\n\norderly\n"
     )
     # One e-mail job per recipient: one unreachable mailbox must not resend the others.
     for email in recipients:
         await notifications.enqueue_email(
-            ctx.session,
+            ctx.tx,
             event_key=f"low-stock:{job.product_id}:{ctx.job_id}:{email}",
             to=email,
             subject=subject,

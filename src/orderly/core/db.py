@@ -1,60 +1,83 @@
-"""Database plumbing: declarative base, engine and session factories.
+"""Database access: one asyncpg pool per process and the transaction every caller owns.
 
-One code path for both runtime modes: the URL is either the operator's
-``ORDERLY_DATABASE_URL`` or the embedded PostgreSQL's socket URL. The caller
-(a request or a job) owns the transaction; nothing here commits on its own.
+orderly has one persistence style (chosen by measurement, benchmarks/README.md):
+each domain's ``repository.py`` sends parameterized SQL through a :class:`Tx`
+and returns typed rows (frozen dataclasses). There is no ORM session at run
+time: SQLAlchemy only declares the schema for Alembic (``core/schema.py``).
+
+A request, a job or a CLI command opens one :class:`Tx`, passes it down, and
+commits it once. The transaction is *lazy*: no connection is taken from the
+pool and no ``BEGIN`` is sent until the first statement, so a request answered
+from a cache costs the database nothing. Leaving the block without
+:meth:`Tx.commit` rolls back.
+
+The URL is either the operator's ``ORDERLY_DATABASE_URL`` or the embedded
+PostgreSQL's socket URL: one code path for both runtime modes.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
-from sqlalchemy import MetaData, event, text
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
-from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.orm import Session as SyncSession
+import orjson
 
-from orderly.core.telemetry import DB_POOL
+from orderly import errors
+from orderly.core.telemetry import DB_POOL, DB_POOL_WAIT
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
 
+    PooledConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-class Base(DeclarativeBase):
-    """Declarative base of every orderly table (constraint names are deterministic)."""
-
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def asyncpg_url(url: str) -> str:
-    """Turn a plain libpq URL into the SQLAlchemy asyncpg form (the driver is ours to choose)."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url.removeprefix(prefix)
-    raise ValueError("not a postgresql:// URL")
+ACQUIRE_TIMEOUT_SECONDS = 2.0
 
 
 def libpq_url(url: str) -> str:
-    """The plain libpq form of *url* (for asyncpg.connect, pgbench, psql)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The plain libpq form of *url* (asyncpg, pgbench, psql, pg_dump all take it)."""
+    for prefix in ("postgresql+asyncpg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url.removeprefix(prefix)
+    if not url.startswith("postgresql://"):
+        raise ValueError("not a postgresql:// URL")
+    return url
+
+
+def _json_text(value: Any) -> str:
+    # Text is taken as already-serialized JSON (repositories that build a document once
+    # pass it on as is); anything else is serialized here.
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """json/jsonb columns come back as Python values, decoded by orjson.
+
+    A parameter may be a Python value or JSON text (see :func:`_json_text`).
+    """
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=_json_text, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Make a returned connection clean: only an open transaction needs undoing.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` on every release — a round trip per request. orderly takes only
+    transaction-scoped advisory locks, never LISTENs or SETs on pooled connections
+    (PgQueuer listens on its own), so a rollback of a stray transaction suffices.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class Database:
-    """An engine and its session factory, with pool metrics."""
+    """The process's connection pool; :meth:`transaction` is how everything reaches it."""
 
     def __init__(
         self,
@@ -63,100 +86,190 @@ class Database:
         pool_size: int = 10,
         statement_timeout_ms: int = 15_000,
         application_name: str = "orderly",
+        acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
     ) -> None:
         self.url = libpq_url(url)
-        self.engine: AsyncEngine = create_async_engine(
-            asyncpg_url(url),
-            pool_size=pool_size,
-            max_overflow=pool_size,
-            pool_timeout=5,
-            # No pool_pre_ping: it costs round trips on every checkout (measured: it doubles
-            # the round trips of a short transaction). A dropped connection is detected on
-            # use instead, and SQLAlchemy then invalidates the whole pool.
-            pool_recycle=1800,
-            connect_args={
-                "timeout": 5,
-                "command_timeout": statement_timeout_ms / 1000 + 5,
-                "server_settings": {
-                    "application_name": application_name,
-                    "statement_timeout": str(statement_timeout_ms),
-                    "idle_in_transaction_session_timeout": "60000",
-                },
-            },
-        )
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._install_pool_metrics()
+        self.pool_size = pool_size
+        self.acquire_timeout = acquire_timeout
+        self._statement_timeout_ms = statement_timeout_ms
+        self._application_name = application_name
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
 
-    def _install_pool_metrics(self) -> None:
-        pool: Any = self.engine.sync_engine.pool
+    async def open(self) -> asyncpg.Pool:
+        """Create the pool (idempotent); the app's lifespan calls it at start-up."""
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=self.pool_size,
+                    # A dropped connection is replaced on its next use; an idle one is
+                    # closed after five minutes so a quiet process holds few connections.
+                    max_inactive_connection_lifetime=300,
+                    timeout=5,
+                    command_timeout=self._statement_timeout_ms / 1000 + 5,
+                    init=_init_connection,
+                    reset=_reset_connection,
+                    server_settings={
+                        "application_name": self._application_name,
+                        "statement_timeout": str(self._statement_timeout_ms),
+                        "idle_in_transaction_session_timeout": "60000",
+                    },
+                )
+                self._update_metrics()
+        return self._pool
 
-        def update(*_: Any) -> None:
-            DB_POOL.labels("checked_out").set(pool.checkedout())
-            DB_POOL.labels("idle").set(pool.checkedin())
-            DB_POOL.labels("overflow").set(max(0, pool.overflow()))
+    def _update_metrics(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        size, idle = pool.get_size(), pool.get_idle_size()
+        DB_POOL.labels("checked_out").set(size - idle)
+        DB_POOL.labels("idle").set(idle)
 
-        for name in ("checkout", "checkin", "connect"):
-            event.listen(pool, name, update)
-        update()
+    async def acquire(self) -> PooledConnection:
+        """A pooled connection within ``acquire_timeout``, else :class:`errors.Overloaded`.
+
+        Running out of connections is overload: the caller is told to come back
+        (503 with Retry-After) instead of waiting in an unbounded line.
+        """
+        pool = self._pool or await self.open()
+        began = time.perf_counter()
+        try:
+            conn = await pool.acquire(timeout=self.acquire_timeout)
+        except TimeoutError:
+            raise errors.Overloaded(1, "The database is busy; retry shortly.") from None
+        finally:
+            DB_POOL_WAIT.observe(time.perf_counter() - began)
+        self._update_metrics()
+        return conn
+
+    async def release(self, conn: PooledConnection) -> None:
+        """Give a connection back to the pool."""
+        if self._pool is not None:
+            await self._pool.release(conn)
+            self._update_metrics()
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session that rolls back unless the caller committed."""
-        async with self.sessions() as session:
-            try:
-                yield session
-            except BaseException:
-                await session.rollback()
-                raise
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One transaction that rolls back unless the caller commits it."""
+        tx = Tx(self)
+        try:
+            yield tx
+        finally:
+            await tx.close()
 
     async def ping(self, within_seconds: float = 2.0) -> None:
-        """Raise unless the database answers a trivial query (server-side limit in seconds)."""
-        async with self.engine.connect() as conn:
-            await conn.execute(text(f"SET LOCAL statement_timeout = {int(within_seconds * 1000)}"))
-            await conn.execute(text("SELECT 1"))
+        """Raise unless the database answers a trivial query within *within_seconds*."""
+        pool = self._pool or await self.open()
+        async with pool.acquire(timeout=within_seconds) as conn:
+            await conn.fetchval("SELECT 1", timeout=within_seconds)
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
-        await self.engine.dispose()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
 
 
-async def raw_connection(conn: AsyncSession | AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under a session, inside the session's transaction.
+class Tx:
+    """A unit of work on one connection: statements, then :meth:`commit` once.
 
-    Hot paths and the job queue use it to run prepared SQL in the caller's own
-    transaction; it must only be used from repositories and ``core.jobs``.
+    The connection is taken and ``BEGIN`` sent on the first statement.
+    Callbacks registered with :meth:`after_commit` run once the commit
+    succeeded (caches are invalidated there, so a concurrent reader cannot
+    re-cache the old row between our invalidation and our commit). After a
+    commit or rollback the next statement starts a new transaction (the
+    idempotency layer records a refusal after rolling back the attempt).
     """
-    connection = await conn.connection() if isinstance(conn, AsyncSession) else conn
-    proxied = await connection.get_raw_connection()
-    adapter: Any = proxied.dbapi_connection
-    # SQLAlchemy's asyncpg adapter opens the database transaction lazily, on the
-    # first statement it runs itself. Open it now, or our statements would run
-    # in autocommit and survive a rollback (tests/core/test_jobs.py proves they don't).
-    if not adapter._started:
-        await adapter._start_transaction()
-    return cast(asyncpg.Connection, proxied.driver_connection)
 
+    __slots__ = ("_after_commit", "_conn", "_database", "_done")
 
-_AFTER_COMMIT = "orderly.after_commit"
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._conn: PooledConnection | None = None
+        self._after_commit: list[Callable[[], None]] | None = None
+        self._done = False
 
+    async def connection(self) -> PooledConnection:
+        """The asyncpg connection inside this transaction (repositories and ``core.jobs`` only)."""
+        conn = self._conn
+        if conn is None:
+            if self._done:
+                raise RuntimeError("unit of work already closed")
+            conn = await self._database.acquire()
+            try:
+                await conn.execute("BEGIN")
+            except BaseException:
+                await self._database.release(conn)
+                raise
+            self._conn = conn
+        return conn
 
-def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
-    """Run *callback* once the session's transaction commits (never on rollback).
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        """All rows of *query*."""
+        return await (await self.connection()).fetch(query, *args)
 
-    Caches are invalidated here rather than before the commit, so a concurrent
-    reader cannot re-cache the old row between our invalidation and our commit.
-    Callbacks wait in ``session.info``; two listeners installed once serve every
-    session, so the hot path registers no events.
-    """
-    session.sync_session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """The first row of *query*, or None."""
+        return await (await self.connection()).fetchrow(query, *args)
 
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first column of the first row of *query*, or None."""
+        return await (await self.connection()).fetchval(query, *args)
 
-@event.listens_for(SyncSession, "after_commit")
-def _run_after_commit(session: SyncSession) -> None:
-    for callback in session.info.pop(_AFTER_COMMIT, ()):
-        callback()
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run *query*; the server's status line (``UPDATE 1``)."""
+        return await (await self.connection()).execute(query, *args)
 
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run *query* once per argument tuple, pipelined."""
+        await (await self.connection()).executemany(query, args)
 
-@event.listens_for(SyncSession, "after_rollback")
-def _drop_after_commit(session: SyncSession) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run *callback* once this transaction commits (never on rollback)."""
+        if self._after_commit is None:
+            self._after_commit = []
+        self._after_commit.append(callback)
+
+    @property
+    def active(self) -> bool:
+        """Whether a statement has run and the transaction is still open."""
+        return self._conn is not None
+
+    async def commit(self) -> None:
+        """Commit (a no-op when nothing ran), then run the after-commit callbacks."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.execute("COMMIT")
+            finally:
+                await self._database.release(conn)
+        callbacks, self._after_commit = self._after_commit, None
+        for callback in callbacks or ():
+            callback()
+
+    async def rollback(self) -> None:
+        """Roll back whatever ran; after-commit callbacks are dropped."""
+        conn, self._conn = self._conn, None
+        self._after_commit = None
+        if conn is None:
+            return
+        try:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            # A broken connection cannot roll back; the pool replaces it, and the server
+            # aborts the transaction when the connection goes.
+            conn.terminate()
+        finally:
+            await self._database.release(conn)
+
+    async def close(self) -> None:
+        """End the unit of work: roll back unless it was committed."""
+        if self._conn is not None:
+            await self.rollback()
+        self._done = True

@@ -16,43 +16,19 @@ key on (principal, key) is the last line of defence.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, func
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base, raw_connection
+from orderly.core.db import Tx
 from orderly.core.jobs import JobContext, RetryPolicy, enqueue, task
 from orderly.core.telemetry import get_logger
 
 log = get_logger(__name__)
 
 KEY_TTL = timedelta(hours=24)
-MAX_KEY_LENGTH = 255
 PRUNE_BATCH = 20_000
-
-
-class IdempotencyKey(Base):
-    """A caller's idempotency key with the request's fingerprint and, once done, its response."""
-
-    __tablename__ = "idempotency_key"
-
-    principal: Mapped[str] = mapped_column(String(255), primary_key=True)
-    key: Mapped[str] = mapped_column(String(MAX_KEY_LENGTH), primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    method: Mapped[str] = mapped_column(String(10))
-    path: Mapped[str] = mapped_column(Text)
-    response_status: Mapped[int | None] = mapped_column(Integer)
-    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONB)
-    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), index=True
-    )
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +96,7 @@ ON CONFLICT (principal, key) DO NOTHING
 
 
 async def claim(
-    session: AsyncSession,
+    tx: Tx,
     *,
     principal: str,
     key: str,
@@ -130,9 +106,8 @@ async def claim(
     ttl: timedelta = KEY_TTL,
 ) -> Claim:
     """Claim *key* for this transaction, or report the earlier request that holds it."""
-    conn = await raw_connection(session)
     for _ in range(3):
-        row = await conn.fetchrow(_CLAIM_SQL, principal, key, fingerprint, method, path, ttl)
+        row = await tx.fetchrow(_CLAIM_SQL, principal, key, fingerprint, method, path, ttl)
         assert row is not None
         if row["fingerprint"] is not None and not row["owned"]:
             response = None
@@ -157,12 +132,9 @@ async def claim(
     return Claim(owned=False, in_use=True)
 
 
-async def complete(
-    session: AsyncSession, *, principal: str, key: str, response: StoredResponse
-) -> None:
+async def complete(tx: Tx, *, principal: str, key: str, response: StoredResponse) -> None:
     """Store the response on our claimed row, in the transaction that holds the effects."""
-    conn = await raw_connection(session)
-    await conn.execute(
+    await tx.execute(
         _COMPLETE_SQL,
         principal,
         key,
@@ -172,16 +144,15 @@ async def complete(
     )
 
 
-async def release(session: AsyncSession, *, principal: str, key: str) -> None:
+async def release(tx: Tx, *, principal: str, key: str) -> None:
     """Drop our claim without a stored response (the answer was a server error)."""
-    conn = await raw_connection(session)
-    await conn.execute(
+    await tx.execute(
         "DELETE FROM idempotency_key WHERE principal = $1 AND key = $2", principal, key
     )
 
 
 async def store(
-    session: AsyncSession,
+    tx: Tx,
     *,
     principal: str,
     key: str,
@@ -191,8 +162,7 @@ async def store(
     response: StoredResponse,
 ) -> None:
     """Insert a finished response (after a rolled-back attempt); a newer claim wins."""
-    conn = await raw_connection(session)
-    await conn.execute(
+    await tx.execute(
         _STORE_SQL,
         principal,
         key,
@@ -205,12 +175,9 @@ async def store(
     )
 
 
-async def prune(
-    session: AsyncSession, *, older_than: timedelta = KEY_TTL, batch: int = PRUNE_BATCH
-) -> int:
+async def prune(tx: Tx, *, older_than: timedelta = KEY_TTL, batch: int = PRUNE_BATCH) -> int:
     """Delete up to *batch* keys older than *older_than*; return how many went."""
-    conn = await raw_connection(session)
-    deleted = await conn.fetchval(
+    deleted = await tx.fetchval(
         """WITH doomed AS (
                SELECT principal, key FROM idempotency_key
                 WHERE created_at < now() - $1::interval LIMIT $2
@@ -229,11 +196,11 @@ async def prune_keys(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Forget idempotency keys older than 24 h, in bounded batches (short locks)."""
     hours = float(payload.get("older_than_hours", KEY_TTL.total_seconds() / 3600))
     batch = int(payload.get("batch", PRUNE_BATCH))
-    deleted = await prune(ctx.session, older_than=timedelta(hours=hours), batch=batch)
+    deleted = await prune(ctx.tx, older_than=timedelta(hours=hours), batch=batch)
     log.info("idempotency_keys_pruned", deleted=deleted)
     if deleted >= batch:
         # More to go: continue in a follow-up job so every transaction stays short.
-        await enqueue(ctx.session, prune_keys.name, payload)
+        await enqueue(ctx.tx, prune_keys.name, payload)
 
 
 TASKS = [prune_keys]

@@ -6,7 +6,7 @@ visibility timeout), persists retries with a delay, and parks terminal failures
 for a manual re-queue — and it drains ~16k no-op jobs/s per worker here, where
 procrastinate drains under 1k (see MEASUREMENTS.md).
 
-Application code enqueues with :func:`enqueue` on its own session: the job row
+Application code enqueues with :func:`enqueue` in its own transaction: the job row
 is written by the caller's transaction, so a rollback means the job never
 existed and a commit means it will run (no dual write).
 
@@ -34,9 +34,8 @@ from pgqueuer.core.applications import PgQueuer
 from pgqueuer.core.executors import EntrypointExecutor, EntrypointExecutorParameters
 from pgqueuer.domain import errors as pgq_errors
 from pgqueuer.domain import models as pgq_models
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderly.core.db import Database, raw_connection
+from orderly.core.db import Database, Tx
 from orderly.core.telemetry import (
     JOB_DURATION,
     JOB_OUTCOMES,
@@ -75,17 +74,17 @@ class RetryPolicy:
 
 
 class JobContext:
-    """What a task receives: its own session (committed by the runner), and shared resources."""
+    """What a task receives: its own transaction (committed by the runner), and shared resources."""
 
     def __init__(
         self,
         *,
-        session: AsyncSession,
+        tx: Tx,
         job_id: int,
         attempt: int,
         resources: Mapping[type[Any], Any],
     ) -> None:
-        self.session = session
+        self.tx = tx
         self.job_id = job_id
         self.attempt = attempt
         self._resources = resources
@@ -134,7 +133,7 @@ _ENQUEUE_SQL = QueryQueueBuilder().build_enqueue_query("skip")
 
 
 async def enqueue(
-    session: AsyncSession,
+    tx: Tx,
     name: str,
     payload: Mapping[str, Any] | None = None,
     *,
@@ -142,7 +141,7 @@ async def enqueue(
     dedupe_key: str | None = None,
     priority: int = 0,
 ) -> int | None:
-    """Insert a job in the session's transaction; it runs only if that transaction commits.
+    """Insert a job in the transaction's transaction; it runs only if that transaction commits.
 
     With ``dedupe_key``, a second job with the same key is skipped (``None``)
     while the first one is still queued or running.
@@ -151,8 +150,7 @@ async def enqueue(
     request_id = current_request_id()
     if request_id:
         headers["request_id"] = request_id
-    conn = await raw_connection(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         _ENQUEUE_SQL,
         [priority],
         [name],
@@ -199,7 +197,7 @@ _STATUS_FILTER = {
 
 
 async def list_jobs(
-    session: AsyncSession,
+    tx: Tx,
     *,
     status: JobStatus | None,
     limit: int,
@@ -211,10 +209,10 @@ async def list_jobs(
     if after_id is not None:
         where.append("j.id < $2")
         args.append(after_id)
-    return await _select_jobs(session, where, args)
+    return await _select_jobs(tx, where, args)
 
 
-async def _select_jobs(session: AsyncSession, where: list[str], args: list[Any]) -> list[JobRecord]:
+async def _select_jobs(tx: Tx, where: list[str], args: list[Any]) -> list[JobRecord]:
     """Jobs matching the fixed *where* fragments (values bound as $2…), newest first, LIMIT $1."""
     clause = ("WHERE " + " AND ".join(where)) if where else ""
     sql = f"""
@@ -225,8 +223,7 @@ async def _select_jobs(session: AsyncSession, where: list[str], args: list[Any])
                  ORDER BY l.id DESC LIMIT 1) AS last_error
         FROM {QUEUE_TABLE} j {clause}
         ORDER BY j.id DESC LIMIT $1"""  # noqa: S608 - fixed fragments, values are bound
-    conn = await raw_connection(session)
-    rows = await conn.fetch(sql, *args)
+    rows = await tx.fetch(sql, *args)
     return [
         JobRecord(
             id=row["id"],
@@ -243,16 +240,15 @@ async def _select_jobs(session: AsyncSession, where: list[str], args: list[Any])
     ]
 
 
-async def get_job(session: AsyncSession, job_id: int) -> JobRecord | None:
+async def get_job(tx: Tx, job_id: int) -> JobRecord | None:
     """One job by id, or None when it is finished (finished jobs leave the queue table)."""
-    found = await _select_jobs(session, ["j.id = $2"], [1, job_id])
+    found = await _select_jobs(tx, ["j.id = $2"], [1, job_id])
     return found[0] if found else None
 
 
-async def retry_dead(session: AsyncSession, job_id: int) -> bool:
+async def retry_dead(tx: Tx, job_id: int) -> bool:
     """Re-queue a dead job now with a fresh attempt budget; False if it is not dead."""
-    conn = await raw_connection(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""WITH requeued AS (
               UPDATE {QUEUE_TABLE}
                  SET status = 'queued', execute_after = NOW(), updated = NOW(),
@@ -280,9 +276,9 @@ class QueueStats:
         return self.counts["queued"] + self.counts["failed"]
 
 
-async def queue_stats(conn: asyncpg.Connection) -> QueueStats:
+async def queue_stats(tx: Tx) -> QueueStats:
     """One cheap aggregate over the queue table (it only holds unfinished jobs)."""
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""SELECT
               count(*) FILTER (WHERE status = 'queued' AND attempts = 0) AS queued,
               count(*) FILTER (WHERE status = 'queued' AND attempts > 0) AS failed,
@@ -305,7 +301,7 @@ async def queue_stats(conn: asyncpg.Connection) -> QueueStats:
 
 @dataclasses.dataclass
 class _TaskExecutor(EntrypointExecutor):
-    """Runs one task attempt: session, timeout, span, log context, metrics, retry decision."""
+    """Runs one task attempt: tx, timeout, span, log context, metrics, retry decision."""
 
     task: Task = dataclasses.field(kw_only=True)
     database: Database = dataclasses.field(kw_only=True)
@@ -329,12 +325,12 @@ class _TaskExecutor(EntrypointExecutor):
         ):
             try:
                 payload = orjson.loads(job.payload) if job.payload else {}
-                async with asyncio.timeout(self.task.timeout), self.database.session() as session:
+                async with asyncio.timeout(self.task.timeout), self.database.transaction() as tx:
                     ctx = JobContext(
-                        session=session, job_id=job.id, attempt=attempt, resources=self.resources
+                        tx=tx, job_id=job.id, attempt=attempt, resources=self.resources
                     )
                     await self.task.handler(ctx, payload)
-                    await session.commit()
+                    await tx.commit()
             except Exception as exc:
                 JOB_DURATION.labels(self.task.name).observe(time.perf_counter() - started)
                 reason = _describe(exc)
@@ -404,9 +400,9 @@ class Worker:
     def _scheduled(self, item: Task) -> Callable[[pgq_models.Schedule], Awaitable[None]]:
         async def run(_: pgq_models.Schedule) -> None:
             # The scheduler only enqueues: execution, retries and dead-lettering stay uniform.
-            async with self.database.session() as session:
-                await enqueue(session, item.name, {}, dedupe_key=f"schedule:{item.name}")
-                await session.commit()
+            async with self.database.transaction() as tx:
+                await enqueue(tx, item.name, {}, dedupe_key=f"schedule:{item.name}")
+                await tx.commit()
 
         return run
 
@@ -476,8 +472,8 @@ class QueueDepthMonitor:
         if time.monotonic() - self._fetched_at >= self.refresh_seconds:
             async with self._lock:
                 if time.monotonic() - self._fetched_at >= self.refresh_seconds:
-                    async with self.database.engine.connect() as conn:
-                        stats = await queue_stats(await raw_connection(conn))
+                    async with self.database.transaction() as tx:
+                        stats = await queue_stats(tx)
                     self._count, self._local = stats.waiting, 0
                     self._fetched_at = time.monotonic()
         return self._count + self._local

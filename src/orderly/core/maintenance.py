@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from orderly.core.db import raw_connection
 from orderly.core.jobs import QUEUE_LOG_TABLE, JobContext, RetryPolicy, task
 from orderly.core.telemetry import get_logger
 
@@ -16,8 +15,7 @@ JOB_LOG_RETENTION_DAYS = 14
 async def prune_job_log(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Delete job-log rows past retention, in bounded batches so it never holds long locks."""
     days = int(payload.get("retention_days", JOB_LOG_RETENTION_DAYS))
-    conn = await raw_connection(ctx.session)
-    deleted = await conn.fetchval(
+    deleted = await ctx.tx.fetchval(
         f"""WITH doomed AS (
               SELECT id FROM {QUEUE_LOG_TABLE}
                WHERE created < NOW() - make_interval(days => $1) LIMIT 50000)

@@ -55,6 +55,12 @@ DB_POOL = Gauge(
     ["state"],
     registry=REGISTRY,
 )
+DB_POOL_WAIT = Histogram(
+    "orderly_db_pool_wait_seconds",
+    "Time spent waiting for a pooled database connection.",
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0),
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "orderly_queue_depth", "Jobs waiting to run, by status.", ["status"], registry=REGISTRY
 )
@@ -234,8 +240,7 @@ def configure_tracing(otlp_endpoint: str | None, *, service: str = SERVICE_NAME)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, timeout=5)))
     trace.set_tracer_provider(provider)
     HTTPXClientInstrumentor().instrument()
-    # Hot-path repositories run SQL on the session's asyncpg connection, below SQLAlchemy's
-    # events, so asyncpg itself is instrumented (SQLAlchemy's own spans cover the ORM).
+    # Every repository's SQL goes through asyncpg, so one instrumentor traces all of it.
     AsyncPGInstrumentor().instrument()  # type: ignore[no-untyped-call]
     _tracing_enabled = True
     return True

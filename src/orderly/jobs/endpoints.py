@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import AdminUser, Origin
-from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.deps import Page, Transaction, encode_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.core import jobs
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/admin/jobs", tags=["jobs"])
 
 @router.get("", responses=responses_for(errors.Forbidden, errors.Unauthorized))
 async def list_jobs(
-    session: Session,
+    tx: Transaction,
     user: AdminUser,
     page: Page,
     status: Annotated[jobs.JobStatus | None, Query()] = None,
@@ -34,7 +34,7 @@ async def list_jobs(
             after = int(page.cursor["id"])
         except (KeyError, ValueError):
             raise errors.InvalidInput("malformed cursor", field="cursor") from None
-    records = await jobs.list_jobs(session, status=status, limit=page.limit + 1, after_id=after)
+    records = await jobs.list_jobs(tx, status=status, limit=page.limit + 1, after_id=after)
     shown = records[: page.limit]
     cursor = encode_cursor({"id": str(shown[-1].id)}) if len(records) > page.limit else None
     return JobPage(
@@ -48,13 +48,13 @@ async def list_jobs(
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
 )
 async def retry_job(
-    job_id: int, session: Session, user: AdminUser, origin: Origin, idempotency: Idempotency
+    job_id: int, tx: Transaction, user: AdminUser, origin: Origin, idempotency: Idempotency
 ) -> Response:
     """Re-queue a dead job now, with a fresh attempt budget (audited)."""
 
     async def retry() -> JobRead:
         context = origin.with_actor(user.id, user.role)
-        record = await service.retry_dead_job(session, job_id, context=context)
+        record = await service.retry_dead_job(tx, job_id, context=context)
         return JobRead(**dataclasses.asdict(record))
 
-    return await idempotency.run(session, principal=str(user.id), operation=retry, status_code=200)
+    return await idempotency.run(tx, principal=str(user.id), operation=retry, status_code=200)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderly import errors
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core import jobs
+from orderly.core.db import Tx
 
 
-async def retry_dead_job(
-    session: AsyncSession, job_id: int, *, context: AuditContext
-) -> jobs.JobRecord:
+async def retry_dead_job(tx: Tx, job_id: int, *, context: AuditContext) -> jobs.JobRecord:
     """Re-queue a dead job now with a fresh attempt budget, audited; 404/409 otherwise."""
-    if not await jobs.retry_dead(session, job_id):
-        if await jobs.get_job(session, job_id) is None:
+    if not await jobs.retry_dead(tx, job_id):
+        if await jobs.get_job(tx, job_id) is None:
             raise errors.NotFound("No such job (finished jobs leave the queue).")
         raise errors.Conflict("Only dead jobs can be retried.")
-    await audit.record(session, context, "job.retried", target_type="job", target_id=str(job_id))
-    record = await jobs.get_job(session, job_id)
+    await audit.record(tx, context, "job.retried", target_type="job", target_id=str(job_id))
+    record = await jobs.get_job(tx, job_id)
     assert record is not None  # re-queued in this very transaction
     return record

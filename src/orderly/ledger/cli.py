@@ -10,14 +10,9 @@ async def verify(database_url: str) -> LedgerReport:
     """Check every ledger invariant in one read-only, repeatable-read snapshot."""
     database = Database(database_url, pool_size=1, application_name="orderly-cli")
     try:
-        async with database.session() as session:
-            await session.connection(
-                execution_options={
-                    "isolation_level": "REPEATABLE READ",
-                    "postgresql_readonly": True,
-                }
-            )
-            return await check_ledger(session)
+        async with database.transaction() as tx:
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return await check_ledger(tx)
     finally:
         await database.dispose()
 

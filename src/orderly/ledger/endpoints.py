@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import AdminUser, CurrentUser, Origin
-from orderly.api.deps import Page, Session, encode_cursor
+from orderly.api.deps import Page, Transaction, encode_cursor
 from orderly.api.idempotency import Idempotency
 from orderly.api.problems import responses_for
 from orderly.ledger import service
@@ -33,19 +33,19 @@ def _before(cursor: dict[str, str] | None) -> int | None:
 
 
 @router.get("/wallet", responses=responses_for(errors.Unauthorized))
-async def read_wallet(session: Session, user: CurrentUser) -> WalletRead:
+async def read_wallet(tx: Transaction, user: CurrentUser) -> WalletRead:
     """The caller's credits balance."""
-    wallet = await service.get_wallet(session, user.id)
+    wallet = await service.get_wallet(tx, user.id)
     return WalletRead(balance_cents=wallet.balance_cents, currency=wallet.currency)
 
 
 @router.get("/wallet/transactions", responses=responses_for(errors.Unauthorized))
 async def list_wallet_transactions(
-    session: Session, user: CurrentUser, page: Page
+    tx: Transaction, user: CurrentUser, page: Page
 ) -> WalletTransactionPage:
     """The caller's wallet movements, newest first."""
     lines = await service.list_wallet_transactions(
-        session, user.id, limit=page.limit + 1, before=_before(page.cursor)
+        tx, user.id, limit=page.limit + 1, before=_before(page.cursor)
     )
     more = len(lines) > page.limit
     lines = lines[: page.limit]
@@ -77,7 +77,7 @@ async def list_wallet_transactions(
 )
 async def grant_credits(
     data: CreditGrantCreate,
-    session: Session,
+    tx: Transaction,
     user: AdminUser,
     idempotency: Idempotency,
     origin: Origin,
@@ -86,22 +86,22 @@ async def grant_credits(
 
     async def grant() -> Response:
         posted = await service.grant_credits_audited(
-            session,
+            tx,
             origin.with_actor(user.id, user.role),
             user_id=data.user_id,
             amount_cents=data.amount_cents,
             transaction_id=data.transaction_id,
             reason=data.reason,
         )
-        tx = posted.transaction
+        grant = posted.transaction
         body = CreditGrantRead(
-            id=tx.id,
-            transaction_id=tx.external_id,
+            id=grant.id,
+            transaction_id=grant.external_id,
             user_id=data.user_id,
-            amount_cents=tx.amount_cents,
-            currency=tx.currency,
-            reason=tx.reason,
-            created_at=tx.created_at,
+            amount_cents=grant.amount_cents,
+            currency=grant.currency,
+            reason=grant.reason,
+            created_at=grant.created_at,
         )
         return Response(
             body.model_dump_json(),
@@ -109,4 +109,4 @@ async def grant_credits(
             media_type="application/json",
         )
 
-    return await idempotency.run(session, principal=str(user.id), operation=grant)
+    return await idempotency.run(tx, principal=str(user.id), operation=grant)

@@ -1,4 +1,4 @@
-"""Every query on the ledger tables, as prepared SQL on the session's own connection.
+"""Every query on the ledger tables, as prepared SQL on the transaction's own connection.
 
 Postings are single statements: the wallet row is locked (``FOR UPDATE`` in a
 CTE, so after a wait it is re-read at its newest version), the transaction row
@@ -16,9 +16,8 @@ import uuid
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from orderly.core.db import raw_connection
+from orderly.core.db import Tx
 
 _TX_COLUMNS = (
     "id, kind, external_id, user_id, amount_cents, currency, reason, actor_id, "
@@ -82,32 +81,26 @@ def _tx(row: asyncpg.Record) -> TransactionRow:
     )
 
 
-async def _conn(session: AsyncSession) -> asyncpg.Connection:
-    return await raw_connection(session)
-
-
 # ---------------------------------------------------------------- wallets
 
 
-async def ensure_wallet(session: AsyncSession, user_id: uuid.UUID, currency: str) -> WalletRow:
+async def ensure_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow:
     """The user's wallet, created with a zero balance in *currency* if missing."""
-    conn = await _conn(session)
-    await conn.execute(
+    await tx.execute(
         """INSERT INTO ledger_account (id, kind, currency, user_id, balance_cents)
            VALUES ($1, 'wallet', $2, $3, 0) ON CONFLICT DO NOTHING""",
         uuid.uuid4(),
         currency,
         user_id,
     )
-    wallet = await get_wallet(session, user_id)
+    wallet = await get_wallet(tx, user_id)
     assert wallet is not None
     return wallet
 
 
-async def get_wallet(session: AsyncSession, user_id: uuid.UUID) -> WalletRow | None:
+async def get_wallet(tx: Tx, user_id: uuid.UUID) -> WalletRow | None:
     """The user's wallet, or None if they never had one."""
-    conn = await _conn(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         """SELECT id, user_id, currency, balance_cents FROM ledger_account
             WHERE kind = 'wallet' AND user_id = $1""",
         user_id,
@@ -116,11 +109,10 @@ async def get_wallet(session: AsyncSession, user_id: uuid.UUID) -> WalletRow | N
 
 
 async def wallet_statement(
-    session: AsyncSession, account_id: uuid.UUID, *, limit: int, before_entry: int | None
+    tx: Tx, account_id: uuid.UUID, *, limit: int, before_entry: int | None
 ) -> list[StatementLine]:
     """Wallet entries newest first, keyset-paginated by entry id."""
-    conn = await _conn(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         """SELECT e.id AS entry_id, t.id AS transaction_id, t.kind, t.external_id,
                   e.amount_cents, e.balance_after_cents, e.currency, t.reason, t.created_at
              FROM ledger_entry e JOIN ledger_transaction t ON t.id = e.transaction_id
@@ -136,12 +128,9 @@ async def wallet_statement(
 # ---------------------------------------------------------------- transactions
 
 
-async def find_transaction(
-    session: AsyncSession, kind: str, external_id: str
-) -> TransactionRow | None:
+async def find_transaction(tx: Tx, kind: str, external_id: str) -> TransactionRow | None:
     """The transaction of *kind* recorded under *external_id* (its idempotency key)."""
-    conn = await _conn(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"SELECT {_TX_COLUMNS} FROM ledger_transaction WHERE kind = $1 AND external_id = $2",  # noqa: S608 - constant column list
         kind,
         external_id,
@@ -187,7 +176,7 @@ SELECT tx.*, (SELECT count(*) FROM locked) AS wallet_found,
 
 
 async def post_wallet(
-    session: AsyncSession,
+    tx: Tx,
     *,
     kind: str,
     external_id: str,
@@ -205,8 +194,7 @@ async def post_wallet(
     Writes nothing when the wallet is missing, would go negative, or *external_id*
     is already used for *kind* (the caller tells these apart).
     """
-    conn = await _conn(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         _WALLET_POSTING,
         uuid.uuid4(),
         kind,
@@ -247,7 +235,7 @@ SELECT * FROM tx
 
 
 async def post_between_system_accounts(
-    session: AsyncSession,
+    tx: Tx,
     *,
     kind: str,
     external_id: str,
@@ -260,8 +248,7 @@ async def post_between_system_accounts(
     reverses_id: uuid.UUID | None = None,
 ) -> TransactionRow | None:
     """Move *amount_cents* from *debit* to *credit*; None if *external_id* was already used."""
-    conn = await _conn(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         _SYSTEM_POSTING,
         uuid.uuid4(),
         kind,
@@ -325,22 +312,18 @@ _CHECKS: dict[str, str] = {
 CHECK_NAMES: tuple[str, ...] = tuple(_CHECKS)
 
 
-async def find_violations(
-    session: AsyncSession, *, limit_per_check: int = 100
-) -> list[ViolationRow]:
+async def find_violations(tx: Tx, *, limit_per_check: int = 100) -> list[ViolationRow]:
     """Every broken ledger invariant (at most *limit_per_check* of each kind)."""
-    conn = await _conn(session)
     found: list[ViolationRow] = []
     for check, sql in _CHECKS.items():
-        rows = await conn.fetch(f"{sql} LIMIT $1", limit_per_check)
+        rows = await tx.fetch(f"{sql} LIMIT $1", limit_per_check)
         found.extend(ViolationRow(check, row["subject"], row["detail"]) for row in rows)
     return found
 
 
-async def totals_by_account_kind(session: AsyncSession) -> list[tuple[str, str, int]]:
+async def totals_by_account_kind(tx: Tx) -> list[tuple[str, str, int]]:
     """Sum of entries per (account kind, currency): the ledger totals for metrics."""
-    conn = await _conn(session)
-    rows = await conn.fetch(
+    rows = await tx.fetch(
         """SELECT a.kind, a.currency, COALESCE(sum(e.amount_cents), 0) AS total
              FROM ledger_account a LEFT JOIN ledger_entry e ON e.account_id = a.id
             GROUP BY a.kind, a.currency ORDER BY a.kind, a.currency"""

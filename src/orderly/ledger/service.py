@@ -17,11 +17,11 @@ import re
 import uuid
 
 from asyncpg.exceptions import ForeignKeyViolationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly import errors
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
+from orderly.core.db import Tx
 from orderly.ledger import repository as repo
 from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
 from orderly.ledger.repository import StatementLine
@@ -96,41 +96,41 @@ def _check_amount(amount_cents: int, currency: str) -> None:
 
 
 async def get_or_create_wallet(
-    session: AsyncSession, user_id: uuid.UUID, currency: str = WALLET_CURRENCY
+    tx: Tx, user_id: uuid.UUID, currency: str = WALLET_CURRENCY
 ) -> Wallet:
     """The user's wallet, opened with a zero balance on first use."""
-    row = await repo.ensure_wallet(session, user_id, currency)
+    row = await repo.ensure_wallet(tx, user_id, currency)
     return Wallet(row.user_id, row.balance_cents, row.currency)
 
 
-async def get_wallet(session: AsyncSession, user_id: uuid.UUID) -> Wallet:
+async def get_wallet(tx: Tx, user_id: uuid.UUID) -> Wallet:
     """The user's wallet; a user who never had credits reads as an empty wallet (no write)."""
-    row = await repo.get_wallet(session, user_id)
+    row = await repo.get_wallet(tx, user_id)
     if row is None:
         return Wallet(user_id, 0, WALLET_CURRENCY)
     return Wallet(row.user_id, row.balance_cents, row.currency)
 
 
-async def balance(session: AsyncSession, user_id: uuid.UUID) -> int:
+async def balance(tx: Tx, user_id: uuid.UUID) -> int:
     """The wallet balance in minor units (0 without a wallet)."""
-    return (await get_wallet(session, user_id)).balance_cents
+    return (await get_wallet(tx, user_id)).balance_cents
 
 
 async def list_wallet_transactions(
-    session: AsyncSession, user_id: uuid.UUID, *, limit: int = 20, before: int | None = None
+    tx: Tx, user_id: uuid.UUID, *, limit: int = 20, before: int | None = None
 ) -> list[StatementLine]:
     """The wallet's movements newest first; pass the last ``entry_id`` as *before* for more."""
-    wallet = await repo.get_wallet(session, user_id)
+    wallet = await repo.get_wallet(tx, user_id)
     if wallet is None:
         return []
-    return await repo.wallet_statement(session, wallet.id, limit=limit, before_entry=before)
+    return await repo.wallet_statement(tx, wallet.id, limit=limit, before_entry=before)
 
 
 # ---------------------------------------------------------------- postings
 
 
 async def grant_credits_audited(
-    session: AsyncSession,
+    tx: Tx,
     context: AuditContext,
     *,
     user_id: uuid.UUID,
@@ -140,7 +140,7 @@ async def grant_credits_audited(
 ) -> Posted:
     """An admin's grant (see :func:`grant_credits`), audited the one time it credits."""
     posted = await grant_credits(
-        session,
+        tx,
         user_id=user_id,
         amount_cents=amount_cents,
         transaction_id=transaction_id,
@@ -149,7 +149,7 @@ async def grant_credits_audited(
     )
     if posted.created:
         await audit.record(
-            session,
+            tx,
             context,
             "ledger.credits_granted",
             target_type="user",
@@ -165,7 +165,7 @@ async def grant_credits_audited(
 
 
 async def grant_credits(
-    session: AsyncSession,
+    tx: Tx,
     *,
     user_id: uuid.UUID,
     amount_cents: int,
@@ -181,11 +181,11 @@ async def grant_credits(
     Raises NotFound when the user does not exist.
     """
     _check_amount(amount_cents, currency)
-    existing = await repo.find_transaction(session, GRANT, transaction_id)
+    existing = await repo.find_transaction(tx, GRANT, transaction_id)
     if existing is None:
-        await _ensure_wallet_for(session, user_id, currency)
+        await _ensure_wallet_for(tx, user_id, currency)
         result = await repo.post_wallet(
-            session,
+            tx,
             kind=GRANT,
             external_id=transaction_id,
             user_id=user_id,
@@ -199,9 +199,9 @@ async def grant_credits(
         if result.inserted is not None:
             return Posted(result.inserted, True, result.balance_cents)
         # A concurrent grant with this id committed first (the insert waited for it).
-        existing = await repo.find_transaction(session, GRANT, transaction_id)
+        existing = await repo.find_transaction(tx, GRANT, transaction_id)
         if existing is None:
-            await _raise_wallet_currency(session, user_id, currency)
+            await _raise_wallet_currency(tx, user_id, currency)
             raise AssertionError("grant neither written nor found")  # pragma: no cover
     same = (existing.user_id, existing.amount_cents, existing.currency, existing.reason) == (
         user_id,
@@ -217,7 +217,7 @@ async def grant_credits(
 
 
 async def pay_from_wallet(
-    session: AsyncSession,
+    tx: Tx,
     *,
     user_id: uuid.UUID,
     amount_cents: int,
@@ -227,14 +227,14 @@ async def pay_from_wallet(
 ) -> Posted:
     """Debit the wallet and credit revenue in one ledger transaction, once per *reference*.
 
-    Raises :class:`InsufficientFunds` (nothing written, the session stays usable)
+    Raises :class:`InsufficientFunds` (nothing written, the transaction stays usable)
     when the wallet holds less; :class:`CurrencyMismatch` when the wallet is in
     another currency; :class:`TransactionIdReused` when *reference* was paid with
     other values. A repeat with the same values returns the first payment.
     """
     _check_amount(amount_cents, currency)
     result = await repo.post_wallet(
-        session,
+        tx,
         kind=PAYMENT,
         external_id=reference,
         user_id=user_id,
@@ -246,7 +246,7 @@ async def pay_from_wallet(
     )
     if result.inserted is not None:
         return Posted(result.inserted, True, result.balance_cents)
-    existing = await repo.find_transaction(session, PAYMENT, reference)
+    existing = await repo.find_transaction(tx, PAYMENT, reference)
     if existing is not None:
         if (existing.user_id, existing.amount_cents, existing.currency) != (
             user_id,
@@ -256,7 +256,7 @@ async def pay_from_wallet(
             raise TransactionIdReused(f"payment {reference!r} was already made with other values")
         return Posted(existing, False)
     if not result.wallet_found:
-        await _raise_wallet_currency(session, user_id, currency)
+        await _raise_wallet_currency(tx, user_id, currency)
     raise InsufficientFunds(
         f"the wallet holds {result.balance_cents or 0} {currency} minor units, "
         f"{amount_cents} are needed"
@@ -264,7 +264,7 @@ async def pay_from_wallet(
 
 
 async def refund_to_wallet(
-    session: AsyncSession,
+    tx: Tx,
     *,
     reference: str,
     reason: str | None = None,
@@ -275,11 +275,11 @@ async def refund_to_wallet(
     Returns the refund (``created=False`` when it already happened). Raises
     NotFound when no wallet payment has that reference.
     """
-    payment = await repo.find_transaction(session, PAYMENT, reference)
+    payment = await repo.find_transaction(tx, PAYMENT, reference)
     if payment is None or payment.user_id is None:
         raise errors.NotFound(f"no wallet payment with reference {reference!r}")
     result = await repo.post_wallet(
-        session,
+        tx,
         kind=REFUND,
         external_id=reference,
         user_id=payment.user_id,
@@ -293,14 +293,14 @@ async def refund_to_wallet(
     )
     if result.inserted is not None:
         return Posted(result.inserted, True, result.balance_cents)
-    existing = await repo.find_transaction(session, REFUND, reference)
+    existing = await repo.find_transaction(tx, REFUND, reference)
     if existing is None:  # pragma: no cover - the payment proves the wallet exists
         raise AssertionError("refund neither written nor found")
     return Posted(existing, False)
 
 
 async def record_card_payment(
-    session: AsyncSession,
+    tx: Tx,
     *,
     reference: str,
     user_id: uuid.UUID | None,
@@ -311,7 +311,7 @@ async def record_card_payment(
     """Book a captured card payment (card clearing → revenue), once per *reference*."""
     _check_amount(amount_cents, currency)
     row = await repo.post_between_system_accounts(
-        session,
+        tx,
         kind=CARD_PAYMENT,
         external_id=reference,
         user_id=user_id,
@@ -323,20 +323,18 @@ async def record_card_payment(
     )
     if row is not None:
         return Posted(row, True)
-    existing = await repo.find_transaction(session, CARD_PAYMENT, reference)
+    existing = await repo.find_transaction(tx, CARD_PAYMENT, reference)
     assert existing is not None
     return Posted(existing, False)
 
 
-async def record_card_refund(
-    session: AsyncSession, *, reference: str, reason: str | None = None
-) -> Posted:
+async def record_card_refund(tx: Tx, *, reference: str, reason: str | None = None) -> Posted:
     """Book the refund of the card payment booked under *reference*, once."""
-    payment = await repo.find_transaction(session, CARD_PAYMENT, reference)
+    payment = await repo.find_transaction(tx, CARD_PAYMENT, reference)
     if payment is None:
         raise errors.NotFound(f"no card payment with reference {reference!r}")
     row = await repo.post_between_system_accounts(
-        session,
+        tx,
         kind=CARD_REFUND,
         external_id=reference,
         user_id=payment.user_id,
@@ -349,20 +347,20 @@ async def record_card_refund(
     )
     if row is not None:
         return Posted(row, True)
-    existing = await repo.find_transaction(session, CARD_REFUND, reference)
+    existing = await repo.find_transaction(tx, CARD_REFUND, reference)
     assert existing is not None
     return Posted(existing, False)
 
 
-async def _ensure_wallet_for(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
+async def _ensure_wallet_for(tx: Tx, user_id: uuid.UUID, currency: str) -> None:
     try:
-        await repo.ensure_wallet(session, user_id, currency)
+        await repo.ensure_wallet(tx, user_id, currency)
     except ForeignKeyViolationError:
         raise errors.NotFound("no such user") from None
 
 
-async def _raise_wallet_currency(session: AsyncSession, user_id: uuid.UUID, currency: str) -> None:
-    wallet = await repo.get_wallet(session, user_id)
+async def _raise_wallet_currency(tx: Tx, user_id: uuid.UUID, currency: str) -> None:
+    wallet = await repo.get_wallet(tx, user_id)
     if wallet is not None and wallet.currency != currency:
         raise CurrencyMismatch(f"the wallet is kept in {wallet.currency}, not {currency}")
 
@@ -370,10 +368,10 @@ async def _raise_wallet_currency(session: AsyncSession, user_id: uuid.UUID, curr
 # ---------------------------------------------------------------- verification
 
 
-async def check_ledger(session: AsyncSession) -> LedgerReport:
+async def check_ledger(tx: Tx) -> LedgerReport:
     """Verify the ledger: every transaction sums to zero, balances equal their entries, no wallet
     is negative. An empty ``violations`` list means the ledger is sound.
     """
-    found = await repo.find_violations(session)
-    totals = await repo.totals_by_account_kind(session)
+    found = await repo.find_violations(tx)
+    totals = await repo.totals_by_account_kind(tx)
     return LedgerReport([Violation(v.check, v.subject, v.detail) for v in found], totals)

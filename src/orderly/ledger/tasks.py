@@ -48,7 +48,7 @@ def publish(report: LedgerReport) -> None:
 @task("ledger.reconcile", schedule="*/5 * * * *", retry=RetryPolicy(max_attempts=3), timeout=300)
 async def reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Verify every ledger invariant and publish the result; violations page someone."""
-    report = await check_ledger(ctx.session)
+    report = await check_ledger(ctx.tx)
     publish(report)
     if report.ok:
         log.info("ledger_reconciled", violations=0)

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orderly.core.db import Base, asyncpg_url
+from orderly.core.schema import Base, sqlalchemy_url
 from orderly.models import load_all
 
 load_all()
@@ -28,7 +28,7 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(asyncpg_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, DateTime, Integer, String, Text, Uuid, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base
+from orderly.core.schema import Base
 
 
 class Notification(Base):

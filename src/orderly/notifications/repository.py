@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from orderly.core.db import Tx
 
-from orderly.notifications.models import Notification
+
+@dataclass(frozen=True, slots=True)
+class NotificationRow:
+    """The delivery record of one notification event, as stored."""
+
+    id: uuid.UUID
+    event_key: str
+    channel: str
+    recipient: str
+    subject: str | None
+    message_id: str
+    body_sha256: str
+    response_status: int | None
+    attempt: int
+    sent_at: datetime
 
 
 async def claim(
-    session: AsyncSession,
+    tx: Tx,
     *,
     event_key: str,
     channel: str,
@@ -28,36 +42,53 @@ async def claim(
     concurrent run of the same job), PostgreSQL makes this statement wait for
     it: if that run commits we get False, if it rolls back we claim the key.
     """
-    statement = (
-        insert(Notification)
-        .values(
-            id=uuid.uuid4(),
-            event_key=event_key,
-            channel=channel,
-            recipient=recipient,
-            subject=subject,
-            message_id=message_id,
-            body_sha256=body_sha256,
-            attempt=attempt,
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.event_key])
-        .returning(Notification.id)
+    claimed = await tx.fetchval(
+        """INSERT INTO notification
+             (id, event_key, channel, recipient, subject, message_id, body_sha256, attempt)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (event_key) DO NOTHING
+           RETURNING id""",
+        uuid.uuid4(),
+        event_key,
+        channel,
+        recipient,
+        subject,
+        message_id,
+        body_sha256,
+        attempt,
     )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    return claimed is not None
 
 
-async def mark_sent(
-    session: AsyncSession, *, event_key: str, response_status: int | None = None
-) -> None:
+async def mark_sent(tx: Tx, *, event_key: str, response_status: int | None = None) -> None:
     """Stamp the claimed record with the moment the receiver accepted it."""
-    await session.execute(
-        update(Notification)
-        .where(Notification.event_key == event_key)
-        .values(sent_at=func.clock_timestamp(), response_status=response_status)
+    await tx.execute(
+        """UPDATE notification SET sent_at = clock_timestamp(), response_status = $2
+           WHERE event_key = $1""",
+        event_key,
+        response_status,
     )
 
 
-async def get(session: AsyncSession, event_key: str) -> Notification | None:
+async def get(tx: Tx, event_key: str) -> NotificationRow | None:
     """The record for *event_key*, if that event was sent."""
-    result = await session.execute(select(Notification).where(Notification.event_key == event_key))
-    return result.scalar_one_or_none()
+    row = await tx.fetchrow(
+        """SELECT id, event_key, channel, recipient, subject, message_id, body_sha256,
+                  response_status, attempt, sent_at
+           FROM notification WHERE event_key = $1""",
+        event_key,
+    )
+    if row is None:
+        return None
+    return NotificationRow(
+        id=row["id"],
+        event_key=row["event_key"],
+        channel=row["channel"],
+        recipient=row["recipient"],
+        subject=row["subject"],
+        message_id=row["message_id"],
+        body_sha256=row["body_sha256"],
+        response_status=row["response_status"],
+        attempt=row["attempt"],
+        sent_at=row["sent_at"],
+    )

@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderly.core import jobs
+from orderly.core.db import Tx
 from orderly.core.telemetry import get_logger
 from orderly.notifications import repository
 from orderly.notifications.mailer import Email, Mailer, compose, message_id_for
@@ -45,18 +44,16 @@ SEND_EMAIL = "notifications.send_email"
 DELIVER_WEBHOOK = "notifications.deliver_webhook"
 
 
-async def enqueue_email(
-    session: AsyncSession, *, event_key: str, to: str, subject: str, body: str
-) -> int | None:
+async def enqueue_email(tx: Tx, *, event_key: str, to: str, subject: str, body: str) -> int | None:
     """Queue an e-mail in the caller's transaction (sent only if it commits, once per key)."""
     job = EmailJob(event_key=event_key, to=to, subject=subject, body=body)
     return await jobs.enqueue(
-        session, SEND_EMAIL, job.model_dump(mode="json"), dedupe_key=f"notification:{event_key}"
+        tx, SEND_EMAIL, job.model_dump(mode="json"), dedupe_key=f"notification:{event_key}"
     )
 
 
 async def enqueue_webhook(
-    session: AsyncSession,
+    tx: Tx,
     *,
     event_key: str,
     event_type: str,
@@ -73,7 +70,7 @@ async def enqueue_webhook(
         receiver=receiver,
     )
     return await jobs.enqueue(
-        session,
+        tx,
         DELIVER_WEBHOOK,
         job.model_dump(mode="json"),
         dedupe_key=f"notification:{event_key}",
@@ -81,12 +78,12 @@ async def enqueue_webhook(
 
 
 async def send_email(
-    session: AsyncSession, mailer: Mailer, job: EmailJob, *, sender: str, attempt: int = 1
+    tx: Tx, mailer: Mailer, job: EmailJob, *, sender: str, attempt: int = 1
 ) -> bool:
     """Send *job*'s e-mail unless its event was already sent; True if this call sent it."""
     message = compose(Email(job.event_key, job.to, job.subject, job.body), sender=sender)
     claimed = await repository.claim(
-        session,
+        tx,
         event_key=job.event_key,
         channel="email",
         recipient=job.to,
@@ -99,13 +96,13 @@ async def send_email(
         log.info("notification_already_sent", event_key=job.event_key, channel="email")
         return False
     await mailer.send(message)
-    await repository.mark_sent(session, event_key=job.event_key)
+    await repository.mark_sent(tx, event_key=job.event_key)
     log.info("email_sent", event_key=job.event_key, transport=mailer.transport)
     return True
 
 
 async def deliver_webhook(
-    session: AsyncSession, sender: WebhookSender, job: WebhookJob, *, attempt: int = 1
+    tx: Tx, sender: WebhookSender, job: WebhookJob, *, attempt: int = 1
 ) -> bool:
     """Deliver *job*'s webhook unless its event was already accepted; True if this call did."""
     receiver = sender.receiver(job.receiver)
@@ -114,7 +111,7 @@ async def deliver_webhook(
         return False
     event = WebhookEvent(job.event_key, job.event_type, job.data, job.occurred_at)
     claimed = await repository.claim(
-        session,
+        tx,
         event_key=job.event_key,
         channel="webhook",
         recipient=receiver.name,
@@ -127,8 +124,6 @@ async def deliver_webhook(
         log.info("notification_already_sent", event_key=job.event_key, channel="webhook")
         return False
     delivery = await sender.deliver(receiver, event)
-    await repository.mark_sent(
-        session, event_key=job.event_key, response_status=delivery.status_code
-    )
+    await repository.mark_sent(tx, event_key=job.event_key, response_status=delivery.status_code)
     log.info("webhook_delivered", event_key=job.event_key, webhook_id=delivery.webhook_id)
     return True

@@ -23,18 +23,14 @@ async def send_email(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Send one e-mail for an event key, unless it was already sent."""
     job = EmailJob.model_validate(payload)
     sender = ctx.resource(Settings).mail_from
-    await service.send_email(
-        ctx.session, ctx.resource(Mailer), job, sender=sender, attempt=ctx.attempt
-    )
+    await service.send_email(ctx.tx, ctx.resource(Mailer), job, sender=sender, attempt=ctx.attempt)
 
 
 @task(service.DELIVER_WEBHOOK, retry=WEBHOOK_RETRY, timeout=60)
 async def deliver_webhook(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Deliver one signed webhook for an event key; non-2xx or a timeout fails the attempt."""
     job = WebhookJob.model_validate(payload)
-    await service.deliver_webhook(
-        ctx.session, ctx.resource(WebhookSender), job, attempt=ctx.attempt
-    )
+    await service.deliver_webhook(ctx.tx, ctx.resource(WebhookSender), job, attempt=ctx.attempt)
 
 
 TASKS = [send_email, deliver_webhook]

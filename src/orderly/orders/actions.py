@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from orderly import errors
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
+from orderly.core.db import Tx
 from orderly.orders import service
-from orderly.orders.schemas import OrderRead
+from orderly.orders.schemas import OrderRead, OrderStatus
 from orderly.payments.gateway import StripeGateway
 
 
 async def pay_order(
-    session: AsyncSession,
+    tx: Tx,
     gateway: StripeGateway | None,
     order_id: uuid.UUID,
     *,
@@ -28,14 +27,14 @@ async def pay_order(
     idempotency_key: str | None,
 ) -> OrderRead:
     """The customer pays their pending order: by card when a payment method is given."""
-    order = await service.load_for_change(session, order_id, viewer_id=customer_id, sees_all=False)
+    order = await service.load_for_change(tx, order_id, viewer_id=customer_id, sees_all=False)
     if card_payment_method is None:
-        await service.pay_with_credits(session, order, actor_id=customer_id)
+        await service.pay_with_credits(tx, order, actor_id=customer_id)
     else:
         if gateway is None:
             raise errors.Unavailable("Card payments are not configured.")
         await service.pay_with_card(
-            session,
+            tx,
             gateway,
             order,
             payment_method=card_payment_method,
@@ -46,7 +45,7 @@ async def pay_order(
 
 
 async def cancel_order(
-    session: AsyncSession,
+    tx: Tx,
     gateway: StripeGateway | None,
     order_id: uuid.UUID,
     *,
@@ -56,23 +55,23 @@ async def cancel_order(
     """Cancel for the owner (or staff); audited when money moved back or staff acted."""
     assert context.actor_id is not None
     order = await service.load_for_change(
-        session, order_id, viewer_id=context.actor_id, sees_all=sees_all
+        tx, order_id, viewer_id=context.actor_id, sees_all=sees_all
     )
-    previous = await service.cancel(session, gateway, order, actor_id=context.actor_id)
-    if previous == "paid" or sees_all:
+    previous = await service.cancel(tx, gateway, order, actor_id=context.actor_id)
+    if previous == OrderStatus.paid or sees_all:
         await audit.record(
-            session,
+            tx,
             context,
             "order.cancelled",
             target_type="order",
             target_id=order_id,
-            details={"previous_status": previous, "refunded": previous == "paid"},
+            details={"previous_status": previous, "refunded": previous == OrderStatus.paid},
         )
     return service.to_read(order)
 
 
 async def refund_order(
-    session: AsyncSession,
+    tx: Tx,
     gateway: StripeGateway | None,
     order_id: uuid.UUID,
     *,
@@ -80,29 +79,27 @@ async def refund_order(
 ) -> OrderRead:
     """Staff refund of a paid or fulfilled order, audited."""
     assert context.actor_id is not None
-    order = await service.load_for_change(
-        session, order_id, viewer_id=context.actor_id, sees_all=True
-    )
-    previous = await service.refund(session, gateway, order, actor_id=context.actor_id)
+    order = await service.load_for_change(tx, order_id, viewer_id=context.actor_id, sees_all=True)
+    previous = await service.refund(tx, gateway, order, actor_id=context.actor_id)
     await audit.record(
-        session,
+        tx,
         context,
         "order.refunded",
         target_type="order",
         target_id=order_id,
-        details={"previous_status": previous, "method": order["payment_method"]},
+        details={"previous_status": previous, "method": order.payment_method},
     )
     return service.to_read(order)
 
 
 async def warehouse_shipped(
-    session: AsyncSession, order_id: uuid.UUID, *, webhook_id: str, context: AuditContext
+    tx: Tx, order_id: uuid.UUID, *, webhook_id: str, context: AuditContext
 ) -> bool:
     """Apply the warehouse's "shipped": fulfilled once, audited once; replays change nothing."""
-    changed = await service.fulfil_from_warehouse(session, order_id)
+    changed = await service.fulfil_from_warehouse(tx, order_id)
     if changed:
         await audit.record(
-            session,
+            tx,
             context,
             "order.fulfilled",
             target_type="order",

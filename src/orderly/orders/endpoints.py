@@ -17,8 +17,8 @@ from orderly.api.auth import require_roles as roles
 from orderly.api.deps import (
     AppSettings,
     Page,
-    Session,
     StripeGatewayDep,
+    Transaction,
     keyset_after,
     keyset_cursor,
 )
@@ -69,7 +69,7 @@ async def _admit(request: Request, settings: AppSettings) -> AsyncIterator[None]
 )
 async def place_order(
     data: OrderCreate,
-    session: Session,
+    tx: Transaction,
     user: CustomerUser,
     idempotency: Idempotency,
     limits: RateLimits,
@@ -78,9 +78,9 @@ async def place_order(
     """Place an order: stock is reserved in the same transaction, or 409 out_of_stock."""
     rate = await limits.limiter.enforce(security.settings.order_rate_limit, "orders", str(user.id))
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
-        operation=lambda: service.place(session, user.id, data, security.cipher),
+        operation=lambda: service.place(tx, user.id, data, security.cipher),
         status_code=201,
         headers=rate.headers(),
     )
@@ -88,14 +88,14 @@ async def place_order(
 
 @router.get("/orders", responses=responses_for(errors.Unauthorized))
 async def list_orders(
-    session: Session,
+    tx: Transaction,
     user: CurrentUser,
     page: Page,
     status: Annotated[OrderStatus | None, Query()] = None,
 ) -> OrderPage:
     """The caller's orders, newest first (staff and admins see everyone's)."""
     items, last = await service.list_orders(
-        session,
+        tx,
         viewer_id=user.id,
         sees_all=user.is_staff,
         status=status,
@@ -107,11 +107,11 @@ async def list_orders(
 
 @router.get("/orders/{order_id}", responses=responses_for(errors.NotFound))
 async def get_order(
-    order_id: uuid.UUID, session: Session, user: CurrentUser, security: SecurityRuntime
+    order_id: uuid.UUID, tx: Transaction, user: CurrentUser, security: SecurityRuntime
 ) -> OrderRead:
     """One order with its shipping address; another customer's order is 404."""
     return await service.get(
-        session, order_id, viewer_id=user.id, sees_all=user.is_staff, cipher=security.cipher
+        tx, order_id, viewer_id=user.id, sees_all=user.is_staff, cipher=security.cipher
     )
 
 
@@ -130,7 +130,7 @@ async def get_order(
 async def pay_order(
     order_id: uuid.UUID,
     data: PaymentCreate,
-    session: Session,
+    tx: Transaction,
     user: CustomerUser,
     idempotency: Idempotency,
     gateway: StripeGatewayDep,
@@ -139,10 +139,10 @@ async def pay_order(
 
     card = data.payment_method if isinstance(data, CardPayment) else None
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
         operation=lambda: actions.pay_order(
-            session,
+            tx,
             gateway,
             order_id,
             customer_id=user.id,
@@ -160,7 +160,7 @@ async def pay_order(
 )
 async def cancel_order(
     order_id: uuid.UUID,
-    session: Session,
+    tx: Transaction,
     user: CurrentUser,
     idempotency: Idempotency,
     origin: Origin,
@@ -170,10 +170,10 @@ async def cancel_order(
 
     context = origin.with_actor(user.id, user.role)
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
         operation=lambda: actions.cancel_order(
-            session, gateway, order_id, context=context, sees_all=user.is_staff
+            tx, gateway, order_id, context=context, sees_all=user.is_staff
         ),
         status_code=200,
     )
@@ -186,7 +186,7 @@ async def cancel_order(
 )
 async def refund_order(
     order_id: uuid.UUID,
-    session: Session,
+    tx: Transaction,
     user: StaffUser,
     idempotency: Idempotency,
     origin: Origin,
@@ -196,9 +196,9 @@ async def refund_order(
 
     context = origin.with_actor(user.id, user.role)
     return await idempotency.run(
-        session,
+        tx,
         principal=str(user.id),
-        operation=lambda: actions.refund_order(session, gateway, order_id, context=context),
+        operation=lambda: actions.refund_order(tx, gateway, order_id, context=context),
         status_code=200,
     )
 
@@ -209,7 +209,7 @@ async def refund_order(
     responses=responses_for(errors.Unauthorized, errors.NotFound, errors.Conflict),
 )
 async def warehouse_callback(
-    request: Request, session: Session, settings: AppSettings, origin: Origin
+    request: Request, tx: Transaction, settings: AppSettings, origin: Origin
 ) -> dict[str, str]:
     """The warehouse's signed callback: ``shipped`` → fulfilled; replays change nothing."""
     if settings.warehouse_webhook_secret is None:
@@ -221,6 +221,6 @@ async def warehouse_callback(
     except ValidationError:
         raise errors.InvalidInput("expected {order_id, event: 'shipped'}", field="body") from None
     changed = await actions.warehouse_shipped(
-        session, event.order_id, webhook_id=verified.webhook_id, context=origin
+        tx, event.order_id, webhook_id=verified.webhook_id, context=origin
     )
     return {"status": "fulfilled", "applied": "true" if changed else "false"}

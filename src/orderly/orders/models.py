@@ -20,9 +20,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base
+from orderly.core.schema import Base
+from orderly.orders.schemas import OrderStatus
 
-ORDER_STATUSES = ("pending", "paid", "fulfilled", "cancelled", "refunded")
+_KNOWN = ", ".join(f"'{status.value}'" for status in OrderStatus)
 
 
 class SalesOrder(Base):
@@ -31,7 +32,7 @@ class SalesOrder(Base):
     __tablename__ = "sales_order"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('pending', 'paid', 'fulfilled', 'cancelled', 'refunded')",
+            f"status IN ({_KNOWN})",
             name="status_known",
         ),
         CheckConstraint("total_cents >= 0", name="total_not_negative"),

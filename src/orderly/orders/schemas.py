@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-OrderStatus = Literal["pending", "paid", "fulfilled", "cancelled", "refunded"]
+
+class OrderStatus(StrEnum):
+    """The order state machine's states: one enum for schemas, services and SQL parameters.
+
+    pending → paid → fulfilled; pending|paid → cancelled; paid|fulfilled → refunded.
+    """
+
+    pending = "pending"
+    paid = "paid"
+    fulfilled = "fulfilled"
+    cancelled = "cancelled"
+    refunded = "refunded"
+
+
+class PaymentMethod(StrEnum):
+    """How an order was paid."""
+
+    credits = "credits"
+    card = "card"
+
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.paid: frozenset({OrderStatus.pending}),
+    OrderStatus.fulfilled: frozenset({OrderStatus.paid}),
+    OrderStatus.cancelled: frozenset({OrderStatus.pending, OrderStatus.paid}),
+    OrderStatus.refunded: frozenset({OrderStatus.paid, OrderStatus.fulfilled}),
+}
+"""For each target status, the statuses an order may move to it from."""
 Line = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Optional = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
 

@@ -24,6 +24,7 @@ from orderly.notifications.schemas import EmailJob, WebhookJob
 from orderly.notifications.webhooks import WebhookSender
 from orderly.orders import repository
 from orderly.orders import service as orders_service
+from orderly.orders.repository import Order
 
 log = get_logger(__name__)
 
@@ -60,25 +61,25 @@ def _money(cents: int, currency: str) -> str:
 
 
 def render_email(
-    order: dict[str, Any], kind: str, name: str | None, products: dict[str, str]
+    order: Order, kind: str, name: str | None, products: dict[str, str]
 ) -> tuple[str, str]:
     """Subject and plain-text body of an order e-mail (*products* maps ids to names)."""
-    short = str(order["id"])
+    short = str(order.id)
     lines = [f"Hello {name}," if name else "Hello,", ""]
     if kind == "confirmation":
-        lines.append(f"Thank you for your order {order['id']}.")
+        lines.append(f"Thank you for your order {order.id}.")
     elif kind == "payment":
-        lines.append(f"We received the payment for your order {order['id']}.")
+        lines.append(f"We received the payment for your order {order.id}.")
     elif kind == "cancellation":
-        lines.append(f"Your order {order['id']} was cancelled; any payment is refunded.")
+        lines.append(f"Your order {order.id} was cancelled; any payment is refunded.")
     else:
-        lines.append(f"Your order {order['id']} was refunded.")
+        lines.append(f"Your order {order.id} was refunded.")
     lines.append("")
-    for item in order["items"]:
-        unit = _money(int(item["unit_price_cents"]), order["currency"])
-        label = products.get(str(item["product_id"]), str(item["product_id"]))
-        lines.append(f"  {item['quantity']} x {label}  @ {unit}")
-    total = _money(int(order["total_cents"]), order["currency"])
+    for item in order.items:
+        unit = _money(item.unit_price_cents, order.currency)
+        label = products.get(str(item.product_id), str(item.product_id))
+        lines.append(f"  {item.quantity} x {label}  @ {unit}")
+    total = _money(order.total_cents, order.currency)
     lines += ["", f"Total: {total}", "", "orderly", ""]
     return _SUBJECTS[kind].format(short=short), "\n".join(lines)
 
@@ -87,19 +88,17 @@ def render_email(
 async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
     """E-mail the customer about their order (confirmation, payment or cancellation)."""
     job = OrderEmail.model_validate(payload)
-    order = await repository.get_order(ctx.session, job.order_id)
+    order = await repository.get_order(ctx.tx, job.order_id)
     if order is None:
         log.warning("order_email_skipped", order_id=str(job.order_id), reason="order not found")
         return
-    contact = await accounts_service.contact(
-        ctx.session, order["user_id"], ctx.resource(FieldCipher)
-    )
+    contact = await accounts_service.contact(ctx.tx, order.user_id, ctx.resource(FieldCipher))
     products = await catalog_service.product_names(
-        ctx.session, [uuid.UUID(str(item["product_id"])) for item in order["items"]]
+        ctx.tx, [item.product_id for item in order.items]
     )
     subject, body = render_email(order, job.kind, contact.name, products)
     await notifications.send_email(
-        ctx.session,
+        ctx.tx,
         ctx.resource(Mailer),
         EmailJob(
             event_key=f"order:{job.order_id}:{job.kind}",
@@ -116,17 +115,17 @@ async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
 async def notify_warehouse(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Tell the warehouse a paid order is ready to ship (Standard Webhooks, signed)."""
     job = OrderRef.model_validate(payload)
-    order = await repository.get_order(ctx.session, job.order_id)
+    order = await repository.get_order(ctx.tx, job.order_id)
     if order is None:
         log.warning("warehouse_skipped", order_id=str(job.order_id), reason="order not found")
         return
-    paid_at = await repository.paid_at(ctx.session, job.order_id)
+    paid_at = await repository.paid_at(ctx.tx, job.order_id)
     if paid_at is None:
         log.warning("warehouse_skipped", order_id=str(job.order_id), reason="never paid")
         return
     address = orders_service.address_json(order, ctx.resource(FieldCipher))
     await notifications.deliver_webhook(
-        ctx.session,
+        ctx.tx,
         ctx.resource(WebhookSender),
         WebhookJob(
             event_key=f"order:{job.order_id}:paid",
@@ -134,11 +133,10 @@ async def notify_warehouse(ctx: JobContext, payload: dict[str, Any]) -> None:
             data={
                 "order_id": str(job.order_id),
                 "items": [
-                    {"product_id": str(i["product_id"]), "quantity": i["quantity"]}
-                    for i in order["items"]
+                    {"product_id": str(i.product_id), "quantity": i.quantity} for i in order.items
                 ],
-                "total_cents": order["total_cents"],
-                "currency": order["currency"],
+                "total_cents": order.total_cents,
+                "currency": order.currency,
                 "shipping_address": address,
             },
             occurred_at=paid_at,
@@ -159,7 +157,7 @@ class CardSettlement(BaseModel):
 async def settle_card_payment(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Mark the order paid for a card charge Stripe confirmed after our request gave up."""
     job = CardSettlement.model_validate(payload)
-    settled = await orders_service.settle_card_payment(ctx.session, job.reference)
+    settled = await orders_service.settle_card_payment(ctx.tx, job.reference)
     log.info("card_payment_settled", reference=job.reference, changed=settled)
 
 
@@ -175,11 +173,11 @@ async def reencrypt_addresses(ctx: JobContext, payload: dict[str, Any]) -> None:
     """
     batch = int(payload.get("batch", REENCRYPT_BATCH))
     changed = await orders_service.reencrypt_addresses(
-        ctx.session, ctx.resource(FieldCipher), batch=batch
+        ctx.tx, ctx.resource(FieldCipher), batch=batch
     )
     log.info("addresses_reencrypted", rows=changed)
     if changed == batch:
-        await enqueue(ctx.session, "orders.reencrypt_addresses", {"batch": batch})
+        await enqueue(ctx.tx, "orders.reencrypt_addresses", {"batch": batch})
 
 
 TASKS = [send_order_email, notify_warehouse, settle_card_payment, reencrypt_addresses]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from orderly import errors
 from orderly.api.auth import PUBLIC
-from orderly.api.deps import AppSettings, Session
+from orderly.api.deps import AppSettings, Transaction
 from orderly.api.problems import responses_for
 from orderly.payments import service
 from orderly.payments.errors import InvalidWebhookSignature
@@ -24,13 +24,13 @@ RECONCILED_TASK = "orders.settle_card_payment"
     responses=responses_for(InvalidWebhookSignature, errors.NotFound),
 )
 async def stripe_webhook(
-    request: Request, session: Session, settings: AppSettings
+    request: Request, tx: Transaction, settings: AppSettings
 ) -> dict[str, str]:
     """Verify ``Stripe-Signature`` and apply the event; a redelivery changes nothing."""
     if settings.stripe_webhook_secret is None:
         raise errors.NotFound("No Stripe webhook is configured.")
     outcome = await service.handle_webhook(
-        session,
+        tx,
         payload=await request.body(),
         signature=request.headers.get("stripe-signature"),
         secret=settings.stripe_webhook_secret.get_secret_value(),

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, CheckConstraint, DateTime, String, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from orderly.core.db import Base
+from orderly.core.schema import Base
 
 
 class CardPayment(Base):

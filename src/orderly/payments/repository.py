@@ -6,9 +6,7 @@ import dataclasses
 import uuid
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from orderly.core.db import raw_connection
+from orderly.core.db import Tx
 
 _COLUMNS = (
     "id, reference, user_id, payment_intent_id, amount_cents, currency, status, refund_id, "
@@ -33,12 +31,11 @@ class CardPaymentRow:
 
 
 async def find_by_reference(
-    session: AsyncSession, reference: str, *, for_update: bool = False
+    tx: Tx, reference: str, *, for_update: bool = False
 ) -> CardPaymentRow | None:
     """The card payment for *reference* (locked for the transaction with *for_update*)."""
-    conn = await raw_connection(session)
     lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"SELECT {_COLUMNS} FROM card_payment WHERE reference = $1{lock}",  # noqa: S608 - constants
         reference,
     )
@@ -46,12 +43,11 @@ async def find_by_reference(
 
 
 async def find_by_intent(
-    session: AsyncSession, payment_intent_id: str, *, for_update: bool = False
+    tx: Tx, payment_intent_id: str, *, for_update: bool = False
 ) -> CardPaymentRow | None:
     """The card payment for a PaymentIntent id."""
-    conn = await raw_connection(session)
     lock = " FOR UPDATE" if for_update else ""
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"SELECT {_COLUMNS} FROM card_payment WHERE payment_intent_id = $1{lock}",  # noqa: S608
         payment_intent_id,
     )
@@ -59,7 +55,7 @@ async def find_by_intent(
 
 
 async def insert_succeeded(
-    session: AsyncSession,
+    tx: Tx,
     *,
     reference: str,
     user_id: uuid.UUID | None,
@@ -68,8 +64,7 @@ async def insert_succeeded(
     currency: str,
 ) -> CardPaymentRow | None:
     """Record a succeeded intent; None when the reference or intent is already recorded."""
-    conn = await raw_connection(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""INSERT INTO card_payment
                    (id, reference, user_id, payment_intent_id, amount_cents, currency, status)
             VALUES ($1, $2, $3, $4, $5, $6, 'succeeded')
@@ -84,12 +79,9 @@ async def insert_succeeded(
     return CardPaymentRow(**dict(row)) if row is not None else None
 
 
-async def mark_refunded(
-    session: AsyncSession, payment_id: uuid.UUID, refund_id: str
-) -> CardPaymentRow:
+async def mark_refunded(tx: Tx, payment_id: uuid.UUID, refund_id: str) -> CardPaymentRow:
     """Set a card payment to refunded."""
-    conn = await raw_connection(session)
-    row = await conn.fetchrow(
+    row = await tx.fetchrow(
         f"""UPDATE card_payment SET status = 'refunded', refund_id = $2, updated_at = now()
              WHERE id = $1 RETURNING {_COLUMNS}""",  # noqa: S608 - constants
         payment_id,
@@ -99,14 +91,13 @@ async def mark_refunded(
     return CardPaymentRow(**dict(row))
 
 
-async def claim_event(session: AsyncSession, event_id: str, event_type: str) -> bool:
+async def claim_event(tx: Tx, event_id: str, event_type: str) -> bool:
     """Record a webhook event as being processed; False if it was already (a redelivery).
 
     A concurrent delivery of the same event waits on the first one's
     transaction and then sees it: the event is applied exactly once.
     """
-    conn = await raw_connection(session)
-    inserted = await conn.fetchval(
+    inserted = await tx.fetchval(
         """INSERT INTO stripe_event (id, type, outcome) VALUES ($1, $2, 'processing')
            ON CONFLICT DO NOTHING RETURNING true""",
         event_id,
@@ -115,7 +106,6 @@ async def claim_event(session: AsyncSession, event_id: str, event_type: str) -> 
     return bool(inserted)
 
 
-async def set_event_outcome(session: AsyncSession, event_id: str, outcome: str) -> None:
+async def set_event_outcome(tx: Tx, event_id: str, outcome: str) -> None:
     """Note what processing the event did (for operators)."""
-    conn = await raw_connection(session)
-    await conn.execute("UPDATE stripe_event SET outcome = $2 WHERE id = $1", event_id, outcome)
+    await tx.execute("UPDATE stripe_event SET outcome = $2 WHERE id = $1", event_id, outcome)

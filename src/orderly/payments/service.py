@@ -17,10 +17,10 @@ import uuid
 from typing import Any
 
 import stripe
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderly import errors
 from orderly.core import jobs
+from orderly.core.db import Tx
 from orderly.core.telemetry import get_logger
 from orderly.ledger import service as ledger
 from orderly.payments import repository as repo
@@ -78,14 +78,14 @@ def stripe_idempotency_key(reference: str, client_key: str | None, payment_metho
     return "orderly-pay-" + hashlib.sha256(material.encode()).hexdigest()
 
 
-async def get_card_payment(session: AsyncSession, reference: str) -> CardPayment | None:
+async def get_card_payment(tx: Tx, reference: str) -> CardPayment | None:
     """The card payment recorded for *reference*, if any."""
-    row = await repo.find_by_reference(session, reference)
+    row = await repo.find_by_reference(tx, reference)
     return _payment(row, created=False) if row is not None else None
 
 
 async def pay_by_card(
-    session: AsyncSession,
+    tx: Tx,
     gateway: StripeGateway,
     *,
     reference: str,
@@ -103,7 +103,7 @@ async def pay_by_card(
     Lock the thing being paid (the order row) before calling, so two requests
     for one reference do not both reach Stripe.
     """
-    existing = await repo.find_by_reference(session, reference)
+    existing = await repo.find_by_reference(tx, reference)
     if existing is not None:
         return _replay(existing, amount_cents, currency)
     intent = await gateway.create_payment(
@@ -116,7 +116,7 @@ async def pay_by_card(
     )
     if (intent.amount_cents, intent.currency) != (amount_cents, currency.upper()):
         raise errors.Conflict("the payment provider returned a payment for other values")
-    recorded = await _record(session, intent, reference=reference, user_id=user_id)
+    recorded = await _record(tx, intent, reference=reference, user_id=user_id)
     if recorded.payment_intent_id != intent.id:
         # Another request recorded a different charge for this reference first: give this one back.
         log.error("duplicate_card_charge_refunded", reference=reference, payment_intent=intent.id)
@@ -134,11 +134,11 @@ def _replay(row: repo.CardPaymentRow, amount_cents: int, currency: str) -> CardP
 
 
 async def _record(
-    session: AsyncSession, intent: IntentResult, *, reference: str, user_id: uuid.UUID | None
+    tx: Tx, intent: IntentResult, *, reference: str, user_id: uuid.UUID | None
 ) -> CardPayment:
     """Insert the card payment and its ledger booking, or return what is already recorded."""
     row = await repo.insert_succeeded(
-        session,
+        tx,
         reference=reference,
         user_id=user_id,
         payment_intent_id=intent.id,
@@ -146,13 +146,13 @@ async def _record(
         currency=intent.currency,
     )
     if row is None:
-        existing = await repo.find_by_reference(session, reference) or await repo.find_by_intent(
-            session, intent.id
+        existing = await repo.find_by_reference(tx, reference) or await repo.find_by_intent(
+            tx, intent.id
         )
         assert existing is not None
         return _payment(existing, created=False)
     await ledger.record_card_payment(
-        session,
+        tx,
         reference=reference,
         user_id=user_id,
         amount_cents=intent.amount_cents,
@@ -163,14 +163,14 @@ async def _record(
 
 
 async def refund_card_payment(
-    session: AsyncSession, gateway: StripeGateway, *, reference: str, reason: str | None = None
+    tx: Tx, gateway: StripeGateway, *, reference: str, reason: str | None = None
 ) -> CardPayment:
     """Refund the card payment for *reference* in full, once (a repeat returns the refund).
 
     Raises NotFound when nothing was paid by card under *reference*, Unavailable
     when Stripe cannot be reached (nothing written; safe to retry).
     """
-    row = await repo.find_by_reference(session, reference, for_update=True)
+    row = await repo.find_by_reference(tx, reference, for_update=True)
     if row is None:
         raise errors.NotFound(f"no card payment for {reference}")
     if row.status == "refunded":
@@ -179,13 +179,13 @@ async def refund_card_payment(
         payment_intent_id=row.payment_intent_id,
         idempotency_key=f"orderly-refund-{row.payment_intent_id}",
     )
-    updated = await repo.mark_refunded(session, row.id, refund.id)
-    await ledger.record_card_refund(session, reference=reference, reason=reason)
+    updated = await repo.mark_refunded(tx, row.id, refund.id)
+    await ledger.record_card_refund(tx, reference=reference, reason=reason)
     return _payment(updated, created=True)
 
 
 async def reconcile_intent(
-    session: AsyncSession, gateway: StripeGateway, payment_intent_id: str
+    tx: Tx, gateway: StripeGateway, payment_intent_id: str
 ) -> CardPayment | None:
     """Record a PaymentIntent that succeeded at Stripe but not here (our call timed out).
 
@@ -193,19 +193,17 @@ async def reconcile_intent(
     when the intent has not succeeded or is not one of ours.
     """
     intent = await gateway.retrieve_payment(payment_intent_id)
-    return await record_succeeded_intent(session, intent)
+    return await record_succeeded_intent(tx, intent)
 
 
-async def record_succeeded_intent(
-    session: AsyncSession, intent: IntentResult
-) -> CardPayment | None:
+async def record_succeeded_intent(tx: Tx, intent: IntentResult) -> CardPayment | None:
     """Record a succeeded intent that carries our reference; idempotent."""
     reference = intent.metadata.get(REFERENCE_KEY)
     if intent.status != "succeeded" or not reference:
         return None
     raw_user = intent.metadata.get(USER_KEY) or None
     return await _record(
-        session, intent, reference=reference, user_id=uuid.UUID(raw_user) if raw_user else None
+        tx, intent, reference=reference, user_id=uuid.UUID(raw_user) if raw_user else None
     )
 
 
@@ -225,7 +223,7 @@ def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict[s
 
 
 async def handle_webhook(
-    session: AsyncSession,
+    tx: Tx,
     *,
     payload: bytes,
     signature: str | None,
@@ -241,22 +239,20 @@ async def handle_webhook(
     """
     event = verify_webhook(payload, signature, secret)
     event_id, event_type = str(event["id"]), str(event["type"])
-    if not await repo.claim_event(session, event_id, event_type):
+    if not await repo.claim_event(tx, event_id, event_type):
         return WebhookOutcome(event_id, event_type, "duplicate", duplicate=True)
     obj: dict[str, Any] = event.get("data", {}).get("object", {})
     outcome = "ignored"
     if event_type == "payment_intent.succeeded":
-        outcome = await _on_intent_succeeded(session, obj, notify_task)
+        outcome = await _on_intent_succeeded(tx, obj, notify_task)
     elif event_type == "charge.refunded":
-        outcome = await _on_charge_refunded(session, obj)
-    await repo.set_event_outcome(session, event_id, outcome)
+        outcome = await _on_charge_refunded(tx, obj)
+    await repo.set_event_outcome(tx, event_id, outcome)
     log.info("stripe_event", event_id=event_id, type=event_type, outcome=outcome)
     return WebhookOutcome(event_id, event_type, outcome)
 
 
-async def _on_intent_succeeded(
-    session: AsyncSession, obj: dict[str, Any], notify_task: str | None
-) -> str:
+async def _on_intent_succeeded(tx: Tx, obj: dict[str, Any], notify_task: str | None) -> str:
     intent = IntentResult(
         id=str(obj["id"]),
         status=str(obj.get("status", "succeeded")),
@@ -264,7 +260,7 @@ async def _on_intent_succeeded(
         currency=str(obj["currency"]).upper(),
         metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
     )
-    payment = await record_succeeded_intent(session, intent)
+    payment = await record_succeeded_intent(tx, intent)
     if payment is None:
         return "not_ours"
     if payment.payment_intent_id != intent.id:
@@ -281,21 +277,21 @@ async def _on_intent_succeeded(
         return "already_recorded"
     if notify_task:
         await jobs.enqueue(
-            session,
+            tx,
             notify_task,
             {"reference": payment.reference, "payment_intent_id": payment.payment_intent_id},
         )
     return "reconciled"
 
 
-async def _on_charge_refunded(session: AsyncSession, obj: dict[str, Any]) -> str:
+async def _on_charge_refunded(tx: Tx, obj: dict[str, Any]) -> str:
     intent_id = obj.get("payment_intent")
-    row = await repo.find_by_intent(session, str(intent_id), for_update=True) if intent_id else None
+    row = await repo.find_by_intent(tx, str(intent_id), for_update=True) if intent_id else None
     if row is None:
         return "not_ours"
     if row.status == "refunded":
         return "already_recorded"
     refunds = (obj.get("refunds") or {}).get("data") or [{}]
-    await repo.mark_refunded(session, row.id, str(refunds[0].get("id") or "external"))
-    await ledger.record_card_refund(session, reference=row.reference, reason="refunded at Stripe")
+    await repo.mark_refunded(tx, row.id, str(refunds[0].get("id") or "external"))
+    await ledger.record_card_refund(tx, reference=row.reference, reason="refunded at Stripe")
     return "refund_recorded"
