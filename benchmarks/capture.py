@@ -1,14 +1,17 @@
-"""Record the SQL a real ``POST /v1/orders`` runs, and turn it into a pgbench script.
+"""Record the SQL a real request runs, and turn it into a pgbench script or a replay.
 
 The raw-PostgreSQL ceiling must run *the same* transaction as the endpoint.
 Rather than copying statements by hand (and drifting from the code), the
-benchmark places one order through the real app in-process and records every
-statement on its connection — the asyncpg ones (repositories, job enqueue,
-idempotency) through asyncpg's query logger, the SQLAlchemy ones through the
-engine's ``before_cursor_execute`` event — then renders them for pgbench:
-each bound value becomes a literal, except the ones that must vary per
-transaction (order id, user, products, idempotency key), which become pgbench
-expressions over ``\\set`` variables.
+benchmark sends one request through the real app in-process and records every
+statement on the connections the app takes from its pool: :class:`QueryRecorder`
+wraps the app's :meth:`Database.acquire <orderly.core.db.Database.acquire>` and
+:meth:`~orderly.core.db.Database.release` and adds asyncpg's public query logger
+(``Connection.add_query_logger``) to each connection for as long as the app holds
+it. For ``POST /v1/orders`` the statements are rendered for pgbench: each bound
+value becomes a literal, except the ones that must vary per transaction (order
+id, user, products, idempotency key), which become pgbench expressions over
+``\\set`` variables. ``POST /v1/orders/{id}/pay`` is replayed on bare asyncpg
+instead (``benchmarks/ledger_pay.py``).
 """
 
 from __future__ import annotations
@@ -24,17 +27,14 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 _PLACEHOLDER = re.compile(r"\$(\d+)")
-# asyncpg's own type introspection and SQLAlchemy's first-connect probes are not the request's.
+# asyncpg's own type introspection is not the request's.
 _NOISE = ("typeinfo_tree", "pg_catalog.version()", "current_schema()", "standard_conforming")
 
 
 @dataclasses.dataclass
 class Recorded:
-    """One statement as the driver saw it."""
+    """One statement as the driver saw it (``started``: when its log record arrived)."""
 
     sql: str
     args: tuple[Any, ...]
@@ -44,21 +44,30 @@ class Recorded:
 
 
 class QueryRecorder:
-    """Records statements on every pooled connection of *engine* while :meth:`recording`."""
+    """Records the statements the app runs on its pooled connections while :meth:`recording`.
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    *database* is the app's :class:`orderly.core.db.Database`. Its ``acquire`` and
+    ``release`` are wrapped on this instance only (public methods, nothing private
+    touched): each connection the app takes gets a query logger, removed again
+    when the connection goes back to the pool. :meth:`close` restores both.
+    Connections are told apart by their server process id.
+    """
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
         self.statements: list[Recorded] = []
         self._active = False
-        self._hooked: set[int] = set()
-        sync_engine = engine.sync_engine
-        event.listen(sync_engine, "before_cursor_execute", self._on_sqlalchemy)
-        event.listen(sync_engine.pool, "checkout", self._on_checkout)
+        self._loggers: dict[int, Any] = {}
+        self._acquire = database.acquire
+        self._release = database.release
+        database.acquire = self._acquire_logged
+        database.release = self._release_logged
 
     def close(self) -> None:
-        """Remove the SQLAlchemy hooks (asyncpg loggers die with their connections)."""
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._on_sqlalchemy)
-        event.remove(self.engine.sync_engine.pool, "checkout", self._on_checkout)
+        """Give the app back its own ``acquire`` and ``release``."""
+        for name in ("acquire", "release"):
+            if name in vars(self.database):
+                delattr(self.database, name)
 
     @contextmanager
     def recording(self) -> Iterator[list[Recorded]]:
@@ -70,44 +79,30 @@ class QueryRecorder:
         finally:
             self._active = False
 
-    def _on_checkout(self, dbapi_connection: Any, *_: Any) -> None:
-        raw = dbapi_connection.driver_connection
-        key = id(raw)
-        if key in self._hooked:
-            return
-        self._hooked.add(key)
+    async def _acquire_logged(self) -> Any:
+        conn = await self._acquire()
+        key = conn.get_server_pid()
 
         def logged(record: Any) -> None:
             if self._active:
+                # Arrival time, not start time: asyncpg schedules the loggers (call_soon) in
+                # completion order, which on one connection is the order of the statements,
+                # while "now - elapsed" can swap neighbours when the loop is busy.
                 self.statements.append(
                     Recorded(
-                        record.query,
-                        tuple(record.args or ()),
-                        key,
-                        time.perf_counter() - record.elapsed,
-                        "asyncpg",
+                        record.query, tuple(record.args or ()), key, time.perf_counter(), "asyncpg"
                     )
                 )
 
-        raw.add_query_logger(logged)
+        conn.add_query_logger(logged)
+        self._loggers[id(conn)] = logged
+        return conn
 
-    def _on_sqlalchemy(
-        self,
-        conn: Any,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        executemany: bool,
-    ) -> None:
-        if not self._active:
-            return
-        if executemany:
-            raise RuntimeError("executemany in the order path is not supported by the capture")
-        raw = conn.connection.driver_connection
-        self.statements.append(
-            Recorded(statement, tuple(parameters or ()), id(raw), time.perf_counter(), "sqlalchemy")
-        )
+    async def _release_logged(self, conn: Any) -> None:
+        logged = self._loggers.pop(id(conn), None)
+        if logged is not None:
+            conn.remove_query_logger(logged)
+        await self._release(conn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,19 +228,19 @@ def _first_line(sql: str) -> str:
     return line if len(line) <= 110 else line[:107] + "..."
 
 
-def render_script(
-    recorded: Sequence[Recorded], variables: Variables, *, n_users: int
-) -> TransactionScript:
-    """The pgbench script of the transaction that inserted the order."""
-    order_conn = next(
-        (r.connection for r in recorded if "insert into sales_order" in r.sql.lower()), None
-    )
+def request_transaction(
+    recorded: Sequence[Recorded], marker: str, what: str
+) -> tuple[list[Recorded], list[str]]:
+    """The BEGIN … COMMIT whose statements include *marker* (lower case), and what was left out.
+
+    Only the connection that ran *marker* counts; its other transactions and any
+    statement outside a transaction are listed as excluded.
+    """
+    order_conn = next((r.connection for r in recorded if marker in r.sql.lower()), None)
     if order_conn is None:
-        raise RuntimeError("no INSERT INTO sales_order was recorded: is POST /v1/orders served?")
+        raise RuntimeError(f"no {marker!r} was recorded: is {what} served?")
     ordered = sorted(recorded, key=lambda r: r.started)
-    renderer = Renderer(variables)
     excluded: list[str] = []
-    # Split the order connection's statements into transactions; keep the order's one.
     transactions: list[list[Recorded]] = []
     current: list[Recorded] | None = None
     for item in ordered:
@@ -267,14 +262,22 @@ def render_script(
             current = None
     chosen: list[Recorded] | None = None
     for transaction in transactions:
-        if any("insert into sales_order" in r.sql.lower() for r in transaction):
+        if any(marker in r.sql.lower() for r in transaction):
             chosen = transaction
         else:
             names = "; ".join(_first_line(r.sql) or "(empty statement)" for r in transaction)
-            kind = "pool pre-ping" if len(transaction) <= 3 and "ROLLBACK" in names else "other"
-            excluded.append(f"{kind} transaction, {len(transaction)} round trips: {names}")
+            excluded.append(f"other transaction, {len(transaction)} round trips: {names}")
     if chosen is None or not chosen[-1].sql.strip().upper().startswith("COMMIT"):
-        raise RuntimeError("the recorded order transaction has no BEGIN … COMMIT")
+        raise RuntimeError(f"the recorded {what} transaction has no BEGIN … COMMIT")
+    return chosen, excluded
+
+
+def render_script(
+    recorded: Sequence[Recorded], variables: Variables, *, n_users: int
+) -> TransactionScript:
+    """The pgbench script of the transaction that inserted the order."""
+    chosen, excluded = request_transaction(recorded, "insert into sales_order", "POST /v1/orders")
+    renderer = Renderer(variables)
     body = [renderer.statement(r.sql, r.args) for r in chosen]
     summary = [_first_line(r.sql) for r in chosen]
     n_products = len(variables.products)

@@ -1,6 +1,6 @@
 """Job drain: N no-op jobs enqueued at once, drained by one worker process.
 
-The worker process is orderly's own :class:`~orderly.core.jobs.Worker` (session
+The worker process is orderly's own :class:`~orderly.core.jobs.Worker` (tx
 per job, retries, metrics, logging — all of it) with one extra task,
 ``bench.noop``, registered only here. Its batch size and concurrency are the
 product defaults from Settings unless given.

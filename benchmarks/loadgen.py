@@ -17,6 +17,7 @@ Load generator and server share the machine's cores (MEASUREMENTS.md).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -57,7 +58,22 @@ class OrderPlan:
     path: str = "/v1/orders"
 
 
-Plan = GetPlan | OrderPlan
+@dataclass(frozen=True)
+class PayPlan:
+    """``POST /v1/orders/{id}/pay`` with credits: each order once, by its owner.
+
+    ``orders`` holds (token index, order id) pairs; a closed loop stops a
+    connection once its share is used up (an order can be paid only once).
+    """
+
+    tokens: tuple[str, ...]
+    orders: tuple[tuple[int, str], ...]
+    key_prefix: str
+    idempotency: bool = True
+    body: bytes = b'{"method":"credits"}'
+
+
+Plan = GetPlan | OrderPlan | PayPlan
 
 
 @dataclass
@@ -160,11 +176,26 @@ class RequestFactory:
         else:
             self._fixed = None
 
-    def make(self, i: int) -> bytes:
-        """The bytes of request number *i* of this worker."""
+    def make(self, i: int) -> bytes | None:
+        """The bytes of request number *i* of this worker (None: a pay plan is used up)."""
         if self._fixed is not None:
             return self._fixed
         plan = self.plan
+        if isinstance(plan, PayPlan):
+            if i >= len(plan.orders):
+                return None
+            token_index, order_id = plan.orders[i]
+            key = (
+                f"Idempotency-Key: {plan.key_prefix}-{self.worker}-{i}\r\n"
+                if plan.idempotency
+                else ""
+            )
+            return (
+                f"POST /v1/orders/{order_id}/pay HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Authorization: Bearer {plan.tokens[token_index]}\r\n"
+                f"Content-Type: application/json\r\n"
+                f"{key}Content-Length: {len(plan.body)}\r\n\r\n"
+            ).encode() + plan.body
         assert isinstance(plan, OrderPlan)
         body = _order_body(plan, self.rng)
         token = plan.tokens[(i + self.worker) % len(plan.tokens)]
@@ -225,7 +256,7 @@ class _Conn:
 _T = TypeVar("_T")
 
 
-def _run(main: Coroutine[Any, Any, _T]) -> _T:
+def run_uvloop(main: Coroutine[Any, Any, _T]) -> _T:
     """Run *main* on a fresh uvloop loop without touching the process's event-loop policy.
 
     Setting the policy would leak into whatever runs next in this process (a test
@@ -257,6 +288,8 @@ async def _closed_loop_async(
         i = index
         while time.perf_counter() < deadline:
             data = factory.make(i)
+            if data is None:
+                break
             i += connections
             sent = time.perf_counter()
             try:
@@ -275,7 +308,14 @@ async def _closed_loop_async(
 
 
 def _closed_loop_process(args: tuple[Any, ...]) -> tuple[bytes, dict[int, int], int, float]:
-    return _run(_closed_loop_async(*args))
+    return run_uvloop(_closed_loop_async(*args))
+
+
+def _share(plan: Plan, k: int, processes: int) -> Plan:
+    """Process *k*'s part of *plan*: pay plans are split so no order is paid twice."""
+    if isinstance(plan, PayPlan):
+        return dataclasses.replace(plan, orders=plan.orders[k::processes])
+    return plan
 
 
 def _python_closed_loop(
@@ -289,7 +329,8 @@ def _python_closed_loop(
     start_at = time.time() + 1.0  # every process starts sending at the same instant
     salt = random.randrange(1 << 30)
     jobs = [
-        (plan, host, port, share, start_at, duration, salt + k) for k, share in enumerate(shares)
+        (_share(plan, k, processes), host, port, share, start_at, duration, salt + k)
+        for k, share in enumerate(shares)
     ]
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
@@ -347,9 +388,12 @@ async def _open_loop_async(
 
     async def one(i: int, scheduled: float) -> None:
         nonlocal errors
+        data = factory.make(i)
+        if data is None:
+            raise RuntimeError("the open loop ran out of orders to pay")
         conn = await idle.get()
         try:
-            status = await conn.request(factory.make(i))
+            status = await conn.request(data)
         except (OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
             conn.close()
@@ -396,7 +440,7 @@ def open_loop(
     async def main() -> LoadResult:
         return await _open_loop_async(plan, host, port, rate, duration, connections)
 
-    return _run(main())
+    return run_uvloop(main())
 
 
 # ---------------------------------------------------------------- wrk
@@ -480,6 +524,8 @@ def _lua_list(values: tuple[str, ...]) -> str:
 
 def wrk_script(plan: Plan) -> str:
     """The Lua script that makes wrk send *plan* and print a JSON summary."""
+    if isinstance(plan, PayPlan):
+        raise ValueError("pay plans run on the Python client (each order is paid once)")
     if isinstance(plan, GetPlan):
         body = _WRK_GET % {"path": plan.path}
     else:
@@ -547,8 +593,12 @@ def closed_loop(
     tool: Literal["wrk", "python"],
     threads: int = 2,
 ) -> LoadResult:
-    """Maximum throughput: *connections* keep-alive connections for *duration* seconds."""
-    if tool == "wrk":
+    """Maximum throughput: *connections* keep-alive connections for *duration* seconds.
+
+    A :class:`PayPlan` always runs on the Python client: stock wrk cannot hand each
+    order to exactly one request.
+    """
+    if tool == "wrk" and not isinstance(plan, PayPlan):
         return _wrk_closed_loop(plan, host, port, connections, duration, threads)
     return _python_closed_loop(plan, host, port, connections, duration, threads)
 

@@ -17,6 +17,12 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "jobs_per_s": ("≥ 1,000", lambda v: v >= 1000),
     "api_peak_rss_mb": ("< 200 MB", lambda v: v < 200),
     "serve_ready_s": ("< 5 s", lambda v: v < 5),
+    "flag_eval_us": ("< 10 µs", lambda v: v < 10),
+    "orders_worker_vs_pgbench": ("≥ 0.50", lambda v: v >= 0.5),
+    "orders_worker_half_p99_ms": ("≤ 50 ms", lambda v: v <= 50),
+    "orders_serve_vs_pgbench": ("—", lambda v: True),
+    "orders_serve_half_p99_ms": ("≤ 50 ms", lambda v: v <= 50),
+    "pay_vs_bare_asyncpg": ("—", lambda v: True),
 }
 
 
@@ -30,6 +36,8 @@ def _verdict(key: str, value: float | None) -> tuple[str, str]:
     target, check = TARGETS[key]
     if value is None:
         return target, "[yellow]n/a[/]"
+    if target == "—":
+        return target, ""
     return target, "[green]yes[/]" if check(value) else "[red]no[/]"
 
 
@@ -51,6 +59,12 @@ def render(results: dict[str, Any], console: Console) -> None:
         note = notes or section.get("tool", "")
         if "server_cpu_ms_per_request" in section:
             note += f"; server CPU {section['server_cpu_ms_per_request']:.2f} ms/req"
+        if "worker_cpu_ms_per_request" in section:
+            note += f"; worker CPU {section['worker_cpu_ms_per_request']:.2f} ms/req"
+        if "client_cpu_ms_per_request" in section:
+            note += f"; Python CPU {section['client_cpu_ms_per_request']:.2f} ms/tx"
+        if "jobs_queued_after" in section:
+            note += f"; {section['jobs_queued_after']:,} jobs queued after"
         others = {k: v for k, v in section.get("statuses", {}).items() if not k.startswith("2")}
         if others or section.get("socket_errors"):
             note += f" [yellow]non-2xx {others}, socket errors {section.get('socket_errors', 0)}[/]"
@@ -63,17 +77,27 @@ def render(results: dict[str, Any], console: Console) -> None:
         "tps",
         f"{m['pgbench']['clients']} clients, -M prepared" if m.get("pgbench") else "",
     )
-    row("POST /v1/orders, max throughput", "orders", "rps", "ok_rps")
-    orders_half = m.get("orders_half")
-    if orders_half:
-        table.add_row(
-            "POST /v1/orders at half throughput",
-            f"{orders_half['ok_rps']:,.0f} rps (target {orders_half['target_rps']:,.0f})",
-            _lat(orders_half),
-            orders_half.get("tool", ""),
-        )
-    else:
-        row("POST /v1/orders at half throughput", "orders_half", "rps", "ok_rps")
+    passes = (("orders", ""), ("orders_worker", " + worker"), ("orders_serve", " on serve"))
+    for key, title in passes:
+        if key != "orders" and key not in m and key not in results.get("errors", {}):
+            continue  # an optional pass that was not selected
+        row(f"POST /v1/orders{title}, max throughput", key, "rps", "ok_rps")
+        half = m.get(f"{key}_half")
+        if half:
+            note = half.get("tool", "")
+            if "server_cpu_ms_per_request" in half:
+                note += f"; server CPU {half['server_cpu_ms_per_request']:.2f} ms/req"
+            table.add_row(
+                f"POST /v1/orders{title} at half throughput",
+                f"{half['ok_rps']:,.0f} rps (target {half['target_rps']:,.0f})",
+                _lat(half),
+                note,
+            )
+        else:
+            row(f"POST /v1/orders{title} at half throughput", f"{key}_half", "rps", "ok_rps")
+    if "pay" in m or "pay_bare" in m or "pay" in results.get("errors", {}):
+        row("pay with credits: bare asyncpg replay (reference)", "pay_bare", "tps", "tps")
+        row("POST /v1/orders/{id}/pay (credits)", "pay", "rps", "ok_rps")
     row("GET /v1/products/{id} (orderly)", "product", "rps", "ok_rps")
     row("GET /v1/products/{id} (bare FastAPI)", "bare", "rps", "ok_rps")
     jobs = m.get("jobs")
@@ -92,6 +116,15 @@ def render(results: dict[str, Any], console: Console) -> None:
             "",
             results.get("errors", {}).get("jobs", ""),
         )
+    flags = m.get("flags")
+    table.add_row(
+        "flag evaluation (in process)",
+        f"{flags['us_per_flag']:.2f} µs/flag" if flags else "[yellow]not run[/]",
+        "",
+        "yggdrasil over its C ABI, context encoded once"
+        if flags
+        else results.get("errors", {}).get("flags", ""),
+    )
     console.print(table)
 
     ratios = results.get("ratios", {})
@@ -107,9 +140,18 @@ def render(results: dict[str, Any], console: Console) -> None:
         "jobs_per_s": "no-op jobs drained per worker process",
         "api_peak_rss_mb": "API process peak RSS under load",
         "serve_ready_s": "`orderly serve` ready, fresh embedded data dir",
+        "flag_eval_us": "flag evaluation in process, per flag",
+        "orders_worker_vs_pgbench": "POST /v1/orders + worker rps ÷ pgbench tps",
+        "orders_worker_half_p99_ms": "p99 at half (+ worker)",
+        "orders_serve_vs_pgbench": "POST /v1/orders on serve rps ÷ pgbench tps",
+        "orders_serve_half_p99_ms": "p99 at half (serve)",
+        "pay_vs_bare_asyncpg": "POST …/pay rps ÷ same transaction on bare asyncpg",
     }
+    optional = set(list(labels)[7:])
     for key, label in labels.items():
         value = ratios.get(key)
+        if value is None and key in optional:
+            continue
         wanted, met = _verdict(key, value)
         shown = "" if value is None else (f"{value:.2f}" if value < 100 else f"{value:,.0f}")
         summary.add_row(label, shown, wanted, met)
@@ -129,6 +171,33 @@ def render(results: dict[str, Any], console: Console) -> None:
             tx.add_row("–", f"[dim]not in pgbench: {note}[/]")
         console.print(tx)
 
+    pay = results.get("pay_transaction")
+    if pay:
+        tx = Table(
+            title="pay replay = the statements one POST /v1/orders/{id}/pay ran (recorded)",
+            title_justify="left",
+        )
+        tx.add_column("#", justify="right")
+        tx.add_column("statement")
+        for i, statement in enumerate(pay["statements"], 1):
+            tx.add_row(str(i), statement)
+        for note in pay["excluded"]:
+            tx.add_row("–", f"[dim]not replayed: {note}[/]")
+        console.print(tx)
+
+    for key, profile in results.get("profile", {}).items():
+        for kind in ("self", "cumulative"):
+            table = Table(
+                title=f"py-spy, API process, {key} pass: top frames by {kind} time "
+                f"({profile['samples']:,} samples)",
+                title_justify="left",
+            )
+            table.add_column("%", justify="right")
+            table.add_column("frame")
+            for frame, share in profile[kind]:
+                table.add_row(f"{share:.1f}", frame)
+            console.print(table)
+
     env = results.get("environment", {})
     if env:
         console.print(
@@ -136,6 +205,45 @@ def render(results: dict[str, Any], console: Console) -> None:
         )
     for phase, message in results.get("errors", {}).items():
         console.print(f"[red]{phase} failed:[/] {message}", highlight=False)
+
+
+_SPINE = {"Runner.run", "BaseEventLoop._run_once", "Handle._run", "_worker"}
+
+
+def top_frames(folded: str, limit: int = 15) -> dict[str, Any]:
+    """Self and cumulative share of samples per frame, from py-spy's folded (raw) stacks.
+
+    Cumulative counts a frame once per sample however deep it recurses. Thread
+    and process roots and the frames down to the event loop's dispatch are left
+    out; idle samples are not in py-spy's output (py-spy counts a thread as busy
+    when it is runnable, so on a saturated machine these are shares of busy
+    samples, not of CPU time).
+    """
+    self_counts: dict[str, int] = {}
+    cumulative: dict[str, int] = {}
+    total = 0
+    for line in folded.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
+        # Cut the spine every sample shares (interpreter start, CLI, event loop, thread
+        # pool): cumulative shares then start at the callback or task that ran.
+        cut = max((i for i, f in enumerate(frames) if f.split(" (")[0] in _SPINE), default=-1)
+        frames = frames[cut + 1 :] or frames[-1:]
+        if not frames:
+            continue
+        total += count
+        self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + count
+        for frame in set(frames):
+            cumulative[frame] = cumulative.get(frame, 0) + count
+
+    def top(counts: dict[str, int]) -> list[list[Any]]:
+        ranked = sorted(counts.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+        return [[frame, round(100 * n / total, 1)] for frame, n in ranked] if total else []
+
+    return {"samples": total, "self": top(self_counts), "cumulative": top(cumulative)}
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -10,11 +10,19 @@ the others still run):
 ``products``  ``GET /v1/products/{id}`` against the same process, then against a bare
               FastAPI app serving the same bytes with the same uvicorn settings;
 ``jobs``      N no-op jobs drained by one worker process;
-``serve``     ``orderly serve`` from a fresh embedded data dir until ``/readyz`` is 200.
+``serve``     ``orderly serve`` from a fresh embedded data dir until ``/readyz`` is 200;
+``flags``     in-process flag evaluation, µs per flag (``benchmarks/flag_eval.py``);
+``orders_worker``  the ``orders`` pass with one ``orderly worker`` process beside the
+              API draining the order jobs (the production shape);
+``orders_serve``   the ``orders`` pass on ``orderly serve``: API and worker in one process;
+``pay``       ``POST /v1/orders/{id}/pay`` with credits over HTTP, against the same
+              recorded transaction replayed on bare asyncpg (``benchmarks/ledger_pay.py``).
 
-No job worker runs during the HTTP passes: order jobs accumulate in the queue
+The last three are not in the default set (``--phases all`` runs everything). No
+job worker runs during the plain HTTP passes: order jobs accumulate in the queue
 exactly as they do under pgbench (the queue-depth limit is raised so nothing is
-shed), and draining is measured on its own in ``jobs``.
+shed), and draining is measured on its own in ``jobs``. ``orders_worker`` and
+``orders_serve`` each run on their own copy of the populated database.
 """
 
 from __future__ import annotations
@@ -41,7 +49,13 @@ from rich.console import Console
 from benchmarks import capture, drain, loadgen, pgbench, report, shop
 from benchmarks.processes import HOST, ProcessGroup, RssSampler, clean_env, free_port, wait_http
 
-PHASES = ("pgbench", "orders", "products", "jobs", "serve")
+PHASES = (
+    "pgbench", "orders", "products", "jobs", "serve", "flags",
+    "orders_worker", "orders_serve", "pay", "analytics",
+)  # fmt: skip
+DEFAULT_PHASES = PHASES[:6]
+HTTP_PHASES = {"orders", "products", "pay"}
+ORDER_PASSES = {"orders_worker": "worker", "orders_serve": "serve"}  # phase -> database copy
 
 
 @dataclass
@@ -58,14 +72,18 @@ class BenchConfig:
     worker_concurrency: int = 50
     products: int = 100
     users: int = 8
+    pay_users: int = 32  # the pay pass's customers: each payment locks its wallet row
     loadgen: loadgen.LoadTool = "auto"
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = DEFAULT_PHASES
     database_url: str | None = None
     idempotency: bool = True
     log_level: str = "INFO"
     keep_workdir: bool = False
     with_worker: bool = False
     json_path: Path | None = None
+    # py-spy the API process during the `orders` closed loop (BENCH_PROFILE=py-spy: the
+    # CLI has no flag for it yet). Sampling costs the server a little throughput.
+    profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE") == "py-spy")
 
 
 @dataclass
@@ -147,8 +165,11 @@ def _setup(run: Run) -> None:
         await asyncio.to_thread(migrate.upgrade, url, "head")
         env = _api_env(run, url)
         run.shop = await shop.build_shop(env, users=run.config.users, products=run.config.products)
-        # Copies of the populated database: pgbench's and the job drain's own.
-        for suffix in ("pg", "jobs"):
+        # Copies of the populated database: pgbench's, the job drain's and each extra
+        # orders pass's own (made now: a template must have no other connection).
+        copies = ["pg", "jobs"]
+        copies += [suffix for phase, suffix in ORDER_PASSES.items() if phase in run.config.phases]
+        for suffix in copies:
             await shop.create_database(run.server_url, run.database(suffix), template=run.api_db)
 
     run.say(
@@ -195,33 +216,47 @@ def _pgbench(run: Run) -> None:
 
 
 @contextlib.contextmanager
-def _api_server(run: Run) -> Iterator[tuple[int, RssSampler]]:
+def _api_server(
+    run: Run, *, suffix: str = "api", command: str = "api", worker: bool | None = None
+) -> Iterator[tuple[int, RssSampler, RssSampler | None]]:
+    """``orderly <command>`` on the scratch database *suffix*; optionally a worker beside it.
+
+    Yields the port, a sampler of the server process and one of the worker process.
+    """
     port = free_port()
     env = clean_env(
-        {**_api_env(run, _url(run, "api")), "ORDERLY_HOST": HOST, "ORDERLY_PORT": str(port)}
+        {
+            **_api_env(run, _url(run, suffix)),
+            "ORDERLY_HOST": HOST,
+            "ORDERLY_PORT": str(port),
+            "ORDERLY_WORKER_METRICS_PORT": "0",
+        }
     )
-    run.say(f"starting `orderly api` on {HOST}:{port} (uvicorn, 1 process)")
-    proc = run.group.start("api", ["-m", "orderly", "api"], env, cwd=run.workdir)
-    worker = None
-    if run.config.with_worker:
+    what = "API and worker in one process" if command == "serve" else "1 process"
+    run.say(f"starting `orderly {command}` on {HOST}:{port} (uvicorn, {what})")
+    proc = run.group.start(command, ["-m", "orderly", command], env, cwd=run.workdir)
+    worker_proc = None
+    if run.config.with_worker if worker is None else worker:
         run.say("starting `orderly worker` in its own process (it drains the order jobs)")
-        worker = run.group.start(
-            "orderly-worker", ["-m", "orderly", "worker"], env, cwd=run.workdir
+        worker_proc = run.group.start(
+            f"{command}-worker", ["-m", "orderly", "worker"], env, cwd=run.workdir
         )
     try:
         wait_http(f"http://{HOST}:{port}/readyz", proc, timeout=60)
     except RuntimeError as exc:
-        raise RuntimeError(f"{exc}\n{run.group.log_tail('api')}") from None
+        raise RuntimeError(f"{exc}\n{run.group.log_tail(command)}") from None
     sampler = RssSampler(proc.pid)
+    worker_sampler = RssSampler(worker_proc.pid) if worker_proc is not None else None
     try:
-        yield port, sampler
+        yield port, sampler, worker_sampler
     finally:
-        run.results["measurements"].setdefault("api_rss", {})["idle_after_mb"] = round(
-            _safe_rss(sampler) / 2**20, 1
-        )
+        if suffix == "api":
+            run.results["measurements"].setdefault("api_rss", {})["idle_after_mb"] = round(
+                _safe_rss(sampler) / 2**20, 1
+            )
         run.group.stop(proc)
-        if worker is not None:
-            run.group.stop(worker)
+        if worker_proc is not None:
+            run.group.stop(worker_proc)
 
 
 def _safe_rss(sampler: RssSampler) -> int:
@@ -232,6 +267,7 @@ def _safe_rss(sampler: RssSampler) -> int:
 
 
 def _order_plan(run: Run, label: str) -> loadgen.OrderPlan:
+    """Orders from the shop's customers; *label* keeps idempotency keys apart between passes."""
     assert run.shop is not None
     import orjson
 
@@ -260,51 +296,226 @@ def _closed(run: Run, plan: loadgen.Plan, port: int, duration: float) -> loadgen
 
 def _http_phases(run: Run) -> None:
     cfg = run.config
-    with _api_server(run) as (port, sampler):
+    with _api_server(run) as (port, sampler, worker):
         rss = run.measurements.setdefault("api_rss", {})
         rss["idle_mb"] = round(sampler.current() / 2**20, 1)
         if "orders" in cfg.phases:
-            _phase(run, "orders", lambda: _orders(run, port, sampler))
+            _phase(run, "orders", lambda: _orders(run, port, sampler, worker, key="orders"))
         if "products" in cfg.phases:
             _phase(run, "products", lambda: _products(run, port, sampler))
+        if "pay" in cfg.phases:
+            _phase(run, "pay", lambda: _pay(run, port, sampler))
         rss["peak_under_load_mb"] = round(sampler.peak / 2**20, 1)
     if "products" in cfg.phases and "product" in run.measurements:
         _phase(run, "products", lambda: _bare(run))
 
 
-def _orders(run: Run, port: int, sampler: RssSampler) -> None:
+def _order_pass(run: Run, phase: str) -> None:
+    """The orders pass on its own database copy: beside a worker, or on `orderly serve`."""
+    suffix = ORDER_PASSES[phase]
+    command, worker = ("serve", False) if phase == "orders_serve" else ("api", True)
+    with _api_server(run, suffix=suffix, command=command, worker=worker) as (port, sampler, wsm):
+        _orders(run, port, sampler, wsm, key=phase)
+    run.measurements[phase]["jobs_queued_after"] = asyncio.run(_queued(_url(run, suffix)))
+
+
+async def _queued(url: str) -> int:
+    import asyncpg
+
+    from orderly.core.jobs import QUEUE_TABLE
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {QUEUE_TABLE}"))
+    finally:
+        await conn.close()
+
+
+def _orders(
+    run: Run, port: int, sampler: RssSampler, worker: RssSampler | None, *, key: str
+) -> None:
+    """Closed loop (max throughput), then an open loop at half of it; stored under *key*."""
     cfg = run.config
+    title = {"orders": "", "orders_worker": " (+ worker)", "orders_serve": " (serve)"}[key]
     if cfg.warmup > 0:
-        run.say(f"POST /v1/orders warm-up {cfg.warmup:.0f} s")
-        _closed(run, _order_plan(run, "warmup"), port, cfg.warmup)
-    run.say(f"POST /v1/orders: {cfg.connections} connections, {cfg.duration:.0f} s")
-    with sampler.running():
-        result = _closed(run, _order_plan(run, "max"), port, cfg.duration)
-    _cpu_per_request(result, sampler)
-    run.measurements["orders"] = result.as_dict()
+        run.say(f"POST /v1/orders{title} warm-up {cfg.warmup:.0f} s")
+        _closed(run, _order_plan(run, f"{key}-warmup"), port, cfg.warmup)
+    run.say(f"POST /v1/orders{title}: {cfg.connections} connections, {cfg.duration:.0f} s")
+    profiler = _start_profile(run, sampler.process.pid, key) if key == "orders" else None
+    with _sampling(sampler, worker):
+        result = _closed(run, _order_plan(run, f"{key}-max"), port, cfg.duration)
+    if profiler is not None:
+        _finish_profile(run, profiler, key)
+    _cpu_per_request(result, sampler, worker)
+    run.measurements[key] = result.as_dict()
     run.say(
         f"  {result.ok_rps:,.0f} rps (2xx), p99 {result.p99_ms:.1f} ms, statuses {result.statuses}"
+        f", server CPU {result.extra.get('server_cpu_ms_per_request', 0):.2f} ms/req"
     )
     if result.ok == 0:
         raise RuntimeError(f"no 2xx answer to POST /v1/orders: {result.statuses}")
     rate = result.ok_rps / 2
-    run.say(f"POST /v1/orders open loop at {rate:,.0f} rps for {cfg.duration:.0f} s")
-    with sampler.running():
+    run.say(f"POST /v1/orders{title} open loop at {rate:,.0f} rps for {cfg.duration:.0f} s")
+    with _sampling(sampler, worker):
         half = loadgen.open_loop(
-            _order_plan(run, "half"), HOST, port, rate, cfg.duration, cfg.connections
+            _order_plan(run, f"{key}-half"), HOST, port, rate, cfg.duration, cfg.connections
         )
-    _cpu_per_request(half, sampler)
-    run.measurements["orders_half"] = half.as_dict()
+    _cpu_per_request(half, sampler, worker)
+    run.measurements[f"{key}_half"] = half.as_dict()
     run.say(f"  p99 {half.p99_ms:.1f} ms at {half.ok_rps:,.0f} rps")
 
 
-def _cpu_per_request(result: loadgen.LoadResult, sampler: RssSampler) -> None:
-    """The server process's CPU time per answered request during the pass, and its RSS after."""
+def _start_profile(run: Run, pid: int, key: str) -> subprocess.Popen[bytes] | None:
+    if not run.config.profile:
+        return None
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(binary).exists():
+        run.say("[yellow]py-spy not installed (pip install py-spy): no profile[/]")
+        return None
+    out = run.workdir / f"{key}-api.folded"
+    run.say(f"py-spy: sampling the API process (pid {pid}) at 100 Hz into {out.name}")
+    return subprocess.Popen(  # our own profiler, on our own child process
+        [
+            binary,
+            "record",
+            "-p",
+            str(pid),
+            "-r",
+            "100",
+            "-d",
+            str(max(1, round(run.config.duration))),
+            "--nolineno",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(run.workdir / f"{key}-py-spy.log").open("wb"),
+    )
+
+
+def _finish_profile(run: Run, proc: subprocess.Popen[bytes], key: str) -> None:
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    out = run.workdir / f"{key}-api.folded"
+    if out.exists():
+        run.results.setdefault("profile", {})[key] = report.top_frames(out.read_text())
+        run.results["profile"][key]["folded"] = str(out)
+
+
+@contextlib.contextmanager
+def _sampling(sampler: RssSampler, worker: RssSampler | None) -> Iterator[None]:
+    with sampler.running():
+        if worker is None:
+            yield
+        else:
+            with worker.running():
+                yield
+
+
+def _pay(run: Run, port: int, sampler: RssSampler) -> None:
+    """Credit payments over HTTP vs the same recorded transaction on bare asyncpg."""
+    from benchmarks import ledger_pay
+
+    cfg = run.config
+    url = _url(run, "api")
+    env = _api_env(run, url)
+    run.say(f"pay setup: {cfg.pay_users} customers with credits, two recorded credit payments")
+    setup = asyncio.run(shop.build_pay(env, users=cfg.pay_users))
+    replay = setup.replay
+    run.results["pay_transaction"] = {
+        "statements": replay.summary,
+        "excluded": replay.excluded,
+        "round_trips": len(replay.summary),
+    }
+    # Pending copies of a real order for both passes (an order is paid once). Generous:
+    # the HTTP pass cannot reach 1,500 payments/s on this machine kind, nor bare 4,000.
+    owners = [uuid.UUID(u) for u in setup.user_ids]
+    template = uuid.UUID(setup.template_order)
+    n_http = int(1500 * (cfg.duration + cfg.warmup)) + 200
+    n_bare = int(4000 * (cfg.duration + cfg.warmup)) + 200
+    run.say(f"pay setup: {n_http + n_bare:,} pending copies of one order")
+    targets = asyncio.run(ledger_pay.clone_orders(url, template, owners, n_http + n_bare))
+    http_targets, bare_targets = targets[:n_http], targets[n_http:]
+
+    split = int(4000 * cfg.warmup)
+
+    async def bare() -> tuple[list[uuid.UUID], ledger_pay.ReplayResult]:
+        used: list[uuid.UUID] = []
+        if cfg.warmup > 0:
+            warm = await ledger_pay.replay(
+                url, replay, bare_targets[:split], seconds=cfg.warmup, key_prefix="bare-warm"
+            )
+            used += [order for _, order in bare_targets[: warm.orders_used]]
+        measured = bare_targets[split:]
+        result = await ledger_pay.replay(
+            url, replay, measured, seconds=cfg.duration, key_prefix=f"bare-{run.run_id}"
+        )
+        used += [order for _, order in measured[: result.orders_used]]
+        return used, result
+
+    run.say(f"pay, bare asyncpg replay: pool 10, 10 tasks, {cfg.duration:.0f} s")
+    used, reference = loadgen.run_uvloop(bare())
+    run.measurements["pay_bare"] = reference.as_dict()
+    # The replay must have done what the app does: every order it took is paid, once.
+    paid, posted = asyncio.run(ledger_pay.count_paid(url, used))
+    run.measurements["pay_bare"].update(orders_paid=paid, ledger_payments=posted)
+    if not paid == posted == len(used):
+        raise RuntimeError(
+            f"the bare replay paid {paid} orders with {posted} ledger payments"
+            f" where it ran {len(used)} transactions"
+        )
+    run.say(
+        f"  {reference.transactions / reference.seconds:,.0f} tps, p99 "
+        f"{run.measurements['pay_bare']['p99_ms']:.1f} ms, Python CPU "
+        f"{run.measurements['pay_bare']['client_cpu_ms_per_request']:.2f} ms/tx "
+        f"({paid:,} orders paid, checked)"
+    )
+    tokens = tuple(setup.tokens)
+    pairs = tuple((user, str(order)) for user, order in http_targets)
+    warm_n = int(1500 * cfg.warmup)
+
+    def plan(label: str, orders: tuple[tuple[int, str], ...]) -> loadgen.PayPlan:
+        return loadgen.PayPlan(
+            tokens, orders, f"bench-{run.run_id}-{label}", idempotency=cfg.idempotency
+        )
+
+    if cfg.warmup > 0:
+        _closed(run, plan("pay-warmup", pairs[:warm_n]), port, cfg.warmup)
+    run.say(
+        f"POST /v1/orders/{{id}}/pay (credits): {cfg.connections} connections, {cfg.duration:.0f} s"
+    )
+    with sampler.running():
+        result = _closed(run, plan("pay", pairs[warm_n:]), port, cfg.duration)
+    _cpu_per_request(result, sampler)
+    run.measurements["pay"] = result.as_dict()
+    run.say(
+        f"  {result.ok_rps:,.0f} rps (2xx), p99 {result.p99_ms:.1f} ms, statuses {result.statuses}"
+        f", server CPU {result.extra.get('server_cpu_ms_per_request', 0):.2f} ms/req"
+    )
+    if result.ok == 0:
+        raise RuntimeError(f"no 2xx answer to POST /v1/orders/{{id}}/pay: {result.statuses}")
+
+
+def _cpu_per_request(
+    result: loadgen.LoadResult, sampler: RssSampler, worker: RssSampler | None = None
+) -> None:
+    """The server process's CPU time per answered request during the pass, and its RSS after.
+
+    With a worker process beside it, the worker's CPU per request too.
+    """
     result.extra["server_rss_mb_after"] = round(_safe_rss(sampler) / 2**20, 1)
     if result.requests:
         result.extra["server_cpu_ms_per_request"] = round(
             sampler.cpu_seconds * 1000 / result.requests, 3
         )
+        if worker is not None:
+            result.extra["worker_cpu_ms_per_request"] = round(
+                worker.cpu_seconds * 1000 / result.requests, 3
+            )
 
 
 def _products(run: Run, port: int, sampler: RssSampler) -> None:
@@ -460,6 +671,15 @@ def _serve(run: Run) -> None:
     run.say(f"  ready in {seconds:.2f} s")
 
 
+def _flags(run: Run) -> None:
+    from benchmarks import flag_eval
+
+    run.say("flag evaluation in process (µs per flag, best of 3)")
+    rows = flag_eval.measure()
+    run.measurements["flags"] = {"us_per_flag": round(rows[flag_eval.ROW], 2), "rows": rows}
+    run.say(f"  {rows[flag_eval.ROW]:.2f} µs per flag")
+
+
 def _stop_leftover_postgres(pgdata: Path) -> None:
     """pgserver stops its server when the last user exits; make sure of it."""
     if not (pgdata / "postmaster.pid").exists():
@@ -494,6 +714,15 @@ def _ratios(run: Run) -> None:
         ratios["api_peak_rss_mb"] = m["api_rss"]["peak_under_load_mb"]
     if "serve" in m:
         ratios["serve_ready_s"] = m["serve"]["ready_s"]
+    if "flags" in m:
+        ratios["flag_eval_us"] = m["flags"]["us_per_flag"]
+    for phase in ORDER_PASSES:
+        if phase in m and "pgbench" in m and m["pgbench"]["tps"]:
+            ratios[f"{phase}_vs_pgbench"] = round(m[phase]["ok_rps"] / m["pgbench"]["tps"], 3)
+        if f"{phase}_half" in m:
+            ratios[f"{phase}_half_p99_ms"] = m[f"{phase}_half"]["p99_ms"]
+    if "pay" in m and "pay_bare" in m and m["pay_bare"]["tps"]:
+        ratios["pay_vs_bare_asyncpg"] = round(m["pay"]["ok_rps"] / m["pay_bare"]["tps"], 3)
 
 
 def _cleanup_databases(run: Run) -> None:
@@ -513,6 +742,8 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
 
     configure_logging("WARNING", json=True)
     console = console or Console(stderr=True)
+    if "all" in config.phases:
+        config.phases = tuple(dict.fromkeys(p for p in (*config.phases, *PHASES) if p != "all"))
     unknown = set(config.phases) - set(PHASES)
     if unknown:
         raise ValueError(f"unknown phase(s): {', '.join(sorted(unknown))}; known: {PHASES}")
@@ -528,7 +759,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             else f"python ({config.loadgen_threads} processes) — wrk not used"
         ),
         "shares cores with server": "yes",
-        "worker during HTTP passes": (
+        "worker during the orders, products and pay passes": (
             "`orderly worker` in its own process"
             if config.with_worker
             else "none (jobs accumulate; drain measured separately)"
@@ -549,12 +780,19 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
     failed = False
     try:
         with _postgres(run):
-            needs_shop = {"pgbench", "orders", "products"} & set(config.phases)
+            needs_shop = {"pgbench", *HTTP_PHASES, *ORDER_PASSES} & set(config.phases)
             ok = _phase(run, "setup", lambda: _setup(run)) if needs_shop else True
             if ok and "pgbench" in config.phases:
                 _phase(run, "pgbench", lambda: _pgbench(run))
-            if ok and {"orders", "products"} & set(config.phases):
+            if ok and HTTP_PHASES & set(config.phases):
                 _phase(run, "http", lambda: _http_phases(run))
+            for phase in ORDER_PASSES:
+                if ok and phase in config.phases:
+                    _phase(run, phase, lambda phase=phase: _order_pass(run, phase))
+            if "analytics" in config.phases:  # benchmarks/analytics.py
+                from benchmarks import analytics
+
+                _phase(run, "analytics", lambda: analytics.run_phase(run))
             if "jobs" in config.phases:
                 if not any(name.endswith("_jobs") for name in run.databases):
                     _phase(run, "jobs_setup", lambda: _jobs_database(run))
@@ -563,6 +801,8 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             _cleanup_databases(run)
         if "serve" in config.phases:
             _phase(run, "serve", lambda: _serve(run))
+        if "flags" in config.phases:
+            _phase(run, "flags", lambda: _flags(run))
     except BaseException:
         failed = True
         raise

@@ -164,6 +164,117 @@ async def in_process_app(env: dict[str, str]) -> AsyncIterator[tuple[Any, httpx.
             await limits.close()
 
 
+def app_database(app: Any) -> Any:
+    """The app's :class:`orderly.core.db.Database` (its lifespan runtime holds it)."""
+    runtime = getattr(app.state, "runtime", None)
+    return runtime.database if runtime is not None else app.state.database
+
+
+async def _customers(
+    client: httpx.AsyncClient, run: str, count: int, prefix: str
+) -> tuple[list[str], list[str]]:
+    """Register and log in *count* customers; their access tokens and ids."""
+    tokens: list[str] = []
+    user_ids: list[str] = []
+    for k in range(count):
+        email = f"{prefix}{k}-{run}@bench.example.com"
+        user = _expect(
+            await client.post(
+                "/v1/auth/register",
+                json={"email": email, "password": PASSWORD, "name": f"Customer {k}"},
+            ),
+            201,
+            "POST /v1/auth/register",
+        )
+        pair = _expect(
+            await client.post("/v1/auth/token", json={"email": email, "password": PASSWORD}),
+            200,
+            "POST /v1/auth/token",
+        )
+        tokens.append(pair["access_token"])
+        user_ids.append(str(user["id"]))
+    return tokens, user_ids
+
+
+def _user_values(tokens: list[str], user_ids: list[str]) -> list[dict[str, str]]:
+    """Per user: the first user's id and UUID claims -> this user's (what a replay swaps)."""
+    claims = [_claims(token) for token in tokens]
+    names = [n for n, v in claims[0].items() if _is_uuid(v) and n != "jti"]
+    return [
+        {user_ids[0]: user_ids[k], **{str(claims[0][n]): str(c[n]) for n in names}}
+        for k, c in enumerate(claims)
+    ]
+
+
+@dataclass
+class PaySetup:
+    """Customers with funded wallets, the order they clone, and the replayable pay request."""
+
+    tokens: list[str]
+    user_ids: list[str]
+    template_order: str
+    replay: Any  # benchmarks.ledger_pay.PayReplay
+
+
+async def build_pay(env: dict[str, str], *, users: int, warmups: int = 2) -> PaySetup:
+    """Create *users* customers with credits and one order; record two real credit payments.
+
+    The order (placed through the app) is the template :func:`ledger_pay.clone_orders`
+    copies; the two recorded ``POST /v1/orders/{id}/pay`` requests (after *warmups*
+    unrecorded ones) become the bare-asyncpg replay.
+    """
+    from benchmarks import ledger_pay
+
+    url = env["ORDERLY_DATABASE_URL"]
+    run = uuid.uuid4().hex[:8]
+    async with in_process_app(env) as (app, client):
+        tokens, user_ids = await _customers(client, run, users, "payer")
+        product = _expect(
+            await client.get("/v1/products", params={"limit": 2}), 200, "GET /v1/products"
+        )
+        items = product["data"] if isinstance(product, dict) else product
+        body = {
+            "items": [{"product_id": p["id"], "quantity": 1} for p in items[:2]],
+            "shipping_address": ADDRESS,
+        }
+        headers = {"Authorization": f"Bearer {tokens[0]}"}
+        order = _expect(
+            await client.post("/v1/orders", json=body, headers=headers), 201, "POST /v1/orders"
+        )
+        owners = [uuid.UUID(u) for u in user_ids]
+        await ledger_pay.fund_wallets(url, owners, currency=order["currency"])
+        first = await ledger_pay.clone_orders(url, uuid.UUID(order["id"]), owners[:1], warmups + 2)
+        recorder = QueryRecorder(app_database(app))
+        recordings: list[list[Recorded]] = []
+        keys: list[str] = []
+        try:
+            for attempt, (_, order_id) in enumerate(first):
+                key = f"bench-pay-{run}-{attempt}"
+                with recorder.recording() as recorded:
+                    response = await client.post(
+                        f"/v1/orders/{order_id}/pay",
+                        json={"method": "credits"},
+                        headers={**headers, "Idempotency-Key": key},
+                    )
+                    await asyncio.sleep(0.05)  # query loggers run with call_soon
+                _expect(response, 200, f"POST /v1/orders/{order_id}/pay")
+                if attempt >= warmups:
+                    recordings.append(list(recorded))
+                    keys.append(key)
+        finally:
+            recorder.close()
+    replay = ledger_pay.PayReplay.from_recordings(
+        recordings[0],
+        recordings[1],
+        order_a=first[-2][1],
+        order_b=first[-1][1],
+        key_a=keys[0],
+        key_b=keys[1],
+        user_values=_user_values(tokens, user_ids),
+    )
+    return PaySetup(tokens, user_ids, order["id"], replay)
+
+
 async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
     """Create staff, *users* customers with tokens, *products* products; record one order."""
     from orderly.accounts.cli import create_user
@@ -189,25 +300,7 @@ async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
             "staff login",
         )
         staff_headers = {"Authorization": f"Bearer {staff['access_token']}"}
-        tokens: list[str] = []
-        user_ids: list[str] = []
-        for k in range(users):
-            email = f"customer{k}-{run}@bench.example.com"
-            user = _expect(
-                await client.post(
-                    "/v1/auth/register",
-                    json={"email": email, "password": PASSWORD, "name": f"Customer {k}"},
-                ),
-                201,
-                "POST /v1/auth/register",
-            )
-            pair = _expect(
-                await client.post("/v1/auth/token", json={"email": email, "password": PASSWORD}),
-                200,
-                "POST /v1/auth/token",
-            )
-            tokens.append(pair["access_token"])
-            user_ids.append(str(user["id"]))
+        tokens, user_ids = await _customers(client, run, users, "customer")
         product_ids: list[str] = []
         for k in range(products):
             product = _expect(
@@ -228,7 +321,7 @@ async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
                 "POST /v1/products",
             )
             product_ids.append(str(product["id"]))
-        recorder = QueryRecorder(app.state.database.engine)
+        recorder = QueryRecorder(app_database(app))
         try:
             lines = sorted(product_ids[:2])
             body = {

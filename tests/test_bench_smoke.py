@@ -2,7 +2,9 @@
 
 A benchmark is not a test: nothing here judges speed. This proves the harness
 works (scratch databases, the recorded pgbench transaction, the API and bare
-servers, both load shapes, the job drain, `orderly serve`) and cleans up.
+servers, both load shapes, the job drain, `orderly serve`, the orders pass beside
+a worker and on `orderly serve`, credit payments against their bare-asyncpg
+replay) and cleans up.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ async def _bench_databases(url: str) -> list[str]:
     try:
         rows = await conn.fetch(
             "SELECT datname FROM pg_database"
-            " WHERE datname ~ '^orderly_bench_[0-9a-f]{8}_(api|pg|jobs)$'"
+            " WHERE datname ~ '^orderly_bench_[0-9a-f]{8}_(api|pg|jobs|worker|serve)$'"
         )
     finally:
         await conn.close()
@@ -58,6 +60,8 @@ async def test_bench_runs_every_phase_and_reports_numbers(
             "3",
             "--users",
             "2",
+            "--phases",
+            "all",
             "--loadgen",
             "auto",  # wrk where installed; the Python client has its own test below
             "--log-level",
@@ -87,15 +91,37 @@ async def test_bench_runs_every_phase_and_reports_numbers(
     assert statements[-1].startswith("COMMIT")
     assert any("INSERT INTO sales_order" in s for s in statements)
 
-    for name in ("orders", "orders_half", "product", "bare"):
+    for name in (
+        "orders",
+        "orders_half",
+        "product",
+        "bare",
+        "orders_worker",
+        "orders_worker_half",
+        "orders_serve",
+        "orders_serve_half",
+        "pay",
+        "pay_bare",
+    ):
         assert m[name]["ok"] > 0, (name, m[name])
         assert m[name]["p99_ms"] > 0, (name, m[name])
-    assert set(m["orders"]["statuses"]) == {"201"}
+    for name in ("orders", "orders_worker", "orders_serve"):
+        assert set(m[name]["statuses"]) == {"201"}, (name, m[name])
+        assert m[name]["server_cpu_ms_per_request"] > 0
+    assert m["orders_worker"]["worker_cpu_ms_per_request"] > 0
+    # Every payment over HTTP succeeded; the bare replay paid each order it took, once.
+    assert set(m["pay"]["statuses"]) == {"200"}
+    assert m["pay_bare"]["orders_paid"] == m["pay_bare"]["ledger_payments"] > 0
+    pay_statements = results["pay_transaction"]["statements"]
+    assert pay_statements[0].startswith("BEGIN")
+    assert pay_statements[-1].startswith("COMMIT")
+    assert any("ledger_account" in s for s in pay_statements)
     assert m["orders_half"]["target_rps"] > 0
     assert m["jobs"]["jobs"] == 300
     assert m["jobs"]["jobs_per_s"] > 0
     assert m["api_rss"]["peak_under_load_mb"] > 0
     assert m["serve"]["ready_s"] > 0
+    assert m["flags"]["us_per_flag"] > 0
     assert set(results["ratios"]) == {
         "orders_vs_pgbench",
         "orders_half_p99_ms",
@@ -103,6 +129,12 @@ async def test_bench_runs_every_phase_and_reports_numbers(
         "jobs_per_s",
         "api_peak_rss_mb",
         "serve_ready_s",
+        "flag_eval_us",
+        "orders_worker_vs_pgbench",
+        "orders_worker_half_p99_ms",
+        "orders_serve_vs_pgbench",
+        "orders_serve_half_p99_ms",
+        "pay_vs_bare_asyncpg",
     }
     assert "PRODUCT.md §9 targets" in done.stdout
 

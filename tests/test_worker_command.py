@@ -14,6 +14,7 @@ import httpx
 
 from orderly.core.db import Database
 from orderly.core.jobs import enqueue
+from orderly.core.maintenance import PRUNE_JOB_LOG
 from tests.test_serve import free_port
 
 
@@ -21,7 +22,7 @@ async def test_worker_runs_a_job_serves_metrics_and_exits_0_on_sigterm(
     database: Database, database_url: str, tmp_path: Path
 ) -> None:
     async with database.transaction() as tx:
-        await enqueue(tx, "jobs.prune_log", {"retention_days": 30})
+        await enqueue(tx, PRUNE_JOB_LOG, {"retention_days": 30})
         await tx.commit()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORDERLY_")}

@@ -331,8 +331,8 @@ def bench(
     users: Annotated[int, typer.Option(help="customers placing orders")] = 8,
     loadgen: Annotated[str, typer.Option(help="auto (wrk if installed), wrk or python")] = "auto",
     phases: Annotated[
-        str, typer.Option(help="comma-separated: pgbench,orders,products,jobs,serve")
-    ] = "pgbench,orders,products,jobs,serve",
+        str, typer.Option(help="comma-separated: pgbench,orders,products,jobs,serve,flags")
+    ] = "pgbench,orders,products,jobs,serve,flags",
     database_url: Annotated[
         str | None,
         typer.Option(

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = None
     stripe_webhook_secret: SecretStr | None = None
     recommender_url: str | None = None
+    recommender_timeout_ms: int = Field(250, ge=10, le=60_000)
+    # The shop's currency: the default wallet, analytics and credit grants without one.
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    analytics_refresh_seconds: float = Field(60.0, ge=1, le=86_400)
 
     max_queue_depth: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)
@@ -135,11 +139,18 @@ class Settings(BaseSettings):
 
     db_pool_size: int = Field(10, ge=1, le=200)
     db_statement_timeout_ms: int = Field(15_000, ge=100)
+    # How long a request waits for a pooled connection before it is shed (503 overloaded).
+    db_acquire_timeout_seconds: float = Field(5.0, gt=0, le=60)
     worker_batch_size: int = Field(20, ge=1, le=1000)
     worker_concurrency: int = Field(50, ge=2, le=10_000)
     job_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
     shutdown_grace_seconds: float = Field(0.0, ge=0)
     worker_metrics_port: int = Field(9101, ge=0, le=65535)  # 0: `orderly worker` serves none
+    # Progressive delivery: how often the worker checks guarded flags; how often every
+    # process flushes its flag outcomes and per-minute request counts (≤ 10 s by contract).
+    guard_interval_seconds: float = Field(30.0, gt=0, le=3600)
+    telemetry_flush_seconds: float = Field(5.0, gt=0, le=10)
+    alertmanager_token: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(

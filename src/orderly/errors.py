@@ -1,13 +1,46 @@
-"""The OrderlyError tree: what went wrong, in domain terms.
+"""The OrderlyError tree: what went wrong, in domain terms — every domain error lives here.
 
-Domain code raises these; ``orderly.api.problems`` maps each *kind* to an HTTP
-status in one place. Nothing here knows about HTTP. ``code`` is the stable
-machine-readable string clients see in problem+json bodies.
+Domain code raises these; ``orderly.api.problems`` maps each *kind* (the nearest
+mapped ancestor in the MRO) to an HTTP status in one place, and documents each
+error under that status in OpenAPI. Nothing here knows about HTTP. ``code`` is
+the stable machine-readable string clients see in problem+json bodies.
+
+The hierarchy (status as mapped by ``orderly.api.problems``; ``code`` in brackets)::
+
+    OrderlyError                      500 [internal_error]
+    ├── InvalidInput                  422 [validation_failed]
+    ├── Unauthorized                  401 [unauthorized]
+    │   └── InvalidWebhookSignature       inbound webhook (Stripe, warehouse) not from its sender
+    ├── Forbidden                     403 [forbidden]
+    ├── NotFound                      404 [not_found]
+    ├── Conflict                      409 [conflict]
+    │   ├── OutOfStock                    [out_of_stock]       catalog/orders
+    │   ├── IllegalTransition             [conflict]           orders state machine
+    │   ├── CurrencyMismatch              [currency_mismatch]  ledger
+    │   └── TransactionIdReused           [conflict]           ledger idempotency
+    ├── PaymentRequired               402 [payment_required]
+    │   ├── InsufficientFunds             [insufficient_funds] ledger
+    │   ├── CardDeclined                  [card_declined]      payments
+    │   └── PaymentIncomplete             [payment_incomplete] payments (e.g. 3-D Secure)
+    ├── PayloadTooLarge               413 [payload_too_large]
+    ├── RateLimited                   429 [rate_limited]       + Retry-After
+    ├── Overloaded                    503 [overloaded]         + Retry-After
+    ├── Unavailable                   503 [service_unavailable]
+    │   └── CircuitOpen                   a dependency's circuit breaker is open
+    ├── IdempotencyKeyReused          422 [idempotency_key_reused]
+    └── IdempotencyKeyInUse           409 [idempotency_key_in_use] + Retry-After
+
+Exceptions that are *not* OrderlyErrors never reach a client as such (an
+escaped one is a bug: 500, logged): they are internal signals between plumbing
+and its caller — ``config.ConfigError`` (refuse to start),
+``core.crypto.DecryptionError``, ``core.jobs.JobFailed`` (fail a job attempt),
+``core.outbound.UpstreamError`` and ``notifications.webhooks.DeliveryFailed`` /
+``ReceiverRejected`` (retry or give up an outbound call).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
 
 class OrderlyError(Exception):
@@ -15,11 +48,22 @@ class OrderlyError(Exception):
 
     code: ClassVar[str] = "internal_error"
     title: ClassVar[str] = "Internal error"
+    #: A refusal whose side effects (an audit event, a revoked session) must still commit.
+    commits_effects: bool = False
 
     def __init__(self, detail: str | None = None, *, headers: dict[str, str] | None = None):
         self.detail = detail or self.title
         self.headers = headers or {}
         super().__init__(self.detail)
+
+    def committing_effects(self) -> Self:
+        """Mark this refusal as one whose evidence the request's transaction commits.
+
+        A failed login raises like any other error, yet its audit event and the
+        login limiter's count must survive: the route commits, then answers.
+        """
+        self.commits_effects = True
+        return self
 
 
 class InvalidInput(OrderlyError):
@@ -38,6 +82,12 @@ class Unauthorized(OrderlyError):
 
     code = "unauthorized"
     title = "Authentication required"
+
+
+class InvalidWebhookSignature(Unauthorized):
+    """An inbound webhook (Stripe, the warehouse) whose signature or timestamp does not verify."""
+
+    title = "Invalid webhook signature"
 
 
 class Forbidden(OrderlyError):
@@ -104,6 +154,16 @@ class Unavailable(OrderlyError):
     title = "Service unavailable"
 
 
+class CircuitOpen(Unavailable):
+    """The dependency's circuit breaker is open: the call was not attempted."""
+
+    title = "Dependency unavailable"
+
+    def __init__(self, breaker: str) -> None:
+        super().__init__(f"{breaker} is unavailable; try again later")
+        self.breaker = breaker
+
+
 # ---------------------------------------------------------------- catalog and orders
 
 
@@ -125,6 +185,50 @@ class IllegalTransition(Conflict):
         super().__init__(f"An order that is {current} cannot become {target}.")
         self.current = current
         self.target = target
+
+
+# ---------------------------------------------------------------- ledger
+
+
+class InsufficientFunds(PaymentRequired):
+    """The wallet holds less than the amount to pay; nothing was written."""
+
+    code = "insufficient_funds"
+    title = "Insufficient funds"
+
+
+class CurrencyMismatch(Conflict):
+    """The wallet is kept in another currency than the amount to move."""
+
+    code = "currency_mismatch"
+    title = "Currency mismatch"
+
+
+class TransactionIdReused(Conflict):
+    """An idempotency key (transaction id, payment reference) was used with other values."""
+
+    title = "Transaction id reused"
+
+
+# ---------------------------------------------------------------- card payments
+
+
+class CardDeclined(PaymentRequired):
+    """The card issuer refused the payment; nothing was recorded."""
+
+    code = "card_declined"
+    title = "Card declined"
+
+    def __init__(self, detail: str | None = None, *, decline_code: str | None = None) -> None:
+        super().__init__(detail)
+        self.decline_code = decline_code
+
+
+class PaymentIncomplete(PaymentRequired):
+    """The payment needs a step we cannot take server-side (e.g. 3-D Secure)."""
+
+    code = "payment_incomplete"
+    title = "Payment incomplete"
 
 
 # ---------------------------------------------------------------- idempotency keys

@@ -11,13 +11,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from orderly.api import ops, problems
+from orderly.api.deps import Runtime
 from orderly.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from orderly.api.router import api_router, route_templates
 from orderly.config import Settings
 from orderly.core.db import Database
-from orderly.core.jobs import QueueDepthMonitor, Task, Worker
-from orderly.core.limits import Limits
+from orderly.core.jobs import Task, Worker
 from orderly.core.telemetry import configure_tracing, get_logger
+from orderly.flags import lifecycle as progressive_delivery
 
 log = get_logger(__name__)
 
@@ -37,15 +38,17 @@ def create_app(
         database = Database(
             database_url,
             pool_size=settings.db_pool_size,
+            acquire_timeout=settings.db_acquire_timeout_seconds,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="orderly-api",
         )
-        await database.open()
-        app.state.database = database
-        app.state.queue_monitor = QueueDepthMonitor(database)
-        app.state.limits = Limits.from_settings(settings)
-        if app.state.limits.shared:
-            app.state.lifecycle.extra_checks["redis"] = app.state.limits.ping
+        runtime = await Runtime.start(settings, database)
+        app.state.runtime = runtime
+        delivery = await progressive_delivery.start(
+            settings, database, http=True, drive_plans=run_worker
+        )
+        if runtime.limits.shared:
+            app.state.lifecycle.extra_checks["redis"] = runtime.limits.ping
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker:
@@ -63,11 +66,8 @@ def create_app(
                 worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task
-            gateway = getattr(app.state, "stripe_gateway", None)
-            if gateway is not None:
-                await gateway.aclose()
-            await app.state.limits.close()
-            await database.dispose()
+            await delivery.stop()
+            await runtime.close()
             log.info("api_stopped")
 
     app = FastAPI(
@@ -76,7 +76,6 @@ def create_app(
         summary="Orders, stock, payments and notifications, correct under concurrency.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.lifecycle = ops.Lifecycle()
     problems.install(app)
     app.include_router(ops.router)

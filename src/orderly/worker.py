@@ -14,6 +14,7 @@ from orderly.core.jobs import Task, Worker, WorkerOptions
 def all_tasks() -> list[Task]:
     """Every task orderly knows, by domain."""
     from orderly.accounts import tasks as accounts
+    from orderly.analytics import tasks as analytics
     from orderly.catalog import tasks as catalog
     from orderly.core import idempotency, maintenance
     from orderly.ledger import tasks as ledger
@@ -28,6 +29,7 @@ def all_tasks() -> list[Task]:
         *catalog.TASKS,
         *orders.TASKS,
         *ledger.TASKS,
+        *analytics.TASKS,
     ]
 
 
@@ -46,11 +48,33 @@ def build_resources(settings: Settings) -> dict[type[Any], Any]:
     }
 
 
+class DeliveringWorker(Worker):
+    """A worker that also drives release plans, guards and SLO checks (flags/lifecycle.py)."""
+
+    settings: Settings
+
+    async def run(self) -> None:
+        """Run the queue; beside it, the flag runtime (if the process has none) and the driver."""
+        from orderly.flags import client
+        from orderly.flags import lifecycle as progressive_delivery
+
+        if client.runtime() is not None:  # `orderly serve`: the app's lifespan drives
+            await super().run()
+            return
+        delivery = await progressive_delivery.start(
+            self.settings, self.database, http=False, drive_plans=True
+        )
+        try:
+            await super().run()
+        finally:
+            await delivery.stop()
+
+
 def build_worker(
     settings: Settings, database: Database, *, tasks: Sequence[Task] | None = None
 ) -> Worker:
     """A worker for *tasks* (default: all of orderly's) on *database*."""
-    return Worker(
+    worker = DeliveringWorker(
         database,
         all_tasks() if tasks is None else tasks,
         options=WorkerOptions(
@@ -60,3 +84,5 @@ def build_worker(
         ),
         resources=build_resources(settings),
     )
+    worker.settings = settings
+    return worker

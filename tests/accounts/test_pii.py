@@ -153,7 +153,7 @@ async def test_the_worker_runs_the_reencryption_job(
     )
     new_id = FieldCipher(rotated.encryption_key_list).current_key_id
     async with database.transaction() as tx:
-        await jobs.enqueue(tx, "accounts.reencrypt_pii", {})
+        await jobs.enqueue(tx, tasks.REENCRYPT_PII, {})
         await tx.commit()
     worker = build_worker(rotated, database)  # every task orderly registers
     running = asyncio.create_task(worker.run())

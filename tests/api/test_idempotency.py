@@ -5,25 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Any, Literal
 
 import asyncpg
 import httpx
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import APIRouter, FastAPI, Header
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from orderly import errors
+from orderly.api.auth import CurrentUser
 from orderly.api.deps import Transaction
-from orderly.api.idempotency import Idempotency, fingerprint
+from orderly.api.idempotency import IDEMPOTENT, fingerprint
+from orderly.api.routing import domain_router, rate_limited
 from orderly.config import Settings
 from orderly.core import idempotency as keys
 from orderly.core.db import Database
 from orderly.core.jobs import JobContext
 from orderly.main import create_app
+from tests.support.accounts import signed_in
 
 CRASH = {"on": False}
 
@@ -45,44 +48,34 @@ class WidgetRead(BaseModel):
     name: str
 
 
-router = APIRouter()
+router = domain_router()
 
 
-@router.post("/v1/test-widgets", status_code=201, response_model=WidgetRead)
-async def create_widget(
-    data: WidgetCreate,
-    tx: Transaction,
-    idempotency: Idempotency,
-    x_test_user: Annotated[str, Header()],
-) -> Response:
-    """A mutating POST the way a real endpoint uses the idempotency piece."""
-
-    async def operation() -> WidgetRead | Response:
-        widget_id = await tx.fetchval(
-            "INSERT INTO test_widget (name) VALUES ($1) RETURNING id", data.name
-        )
-        await asyncio.sleep(data.delay)
-        if data.outcome == "conflict":
-            raise errors.Conflict("That widget clashes with another.")
-        if data.outcome == "crash" and CRASH["on"]:
-            raise RuntimeError("the widget press broke")
-        if data.outcome == "busy":
-            return JSONResponse({"detail": "try later"}, status_code=503)
-        if data.outcome == "response":
-            return JSONResponse(
-                {"id": widget_id, "name": data.name},
-                status_code=201,
-                headers={"Location": f"/v1/test-widgets/{widget_id}", "X-Not-Kept": "1"},
-            )
-        return WidgetRead(id=widget_id, name=data.name)
-
-    return await idempotency.run(
-        tx,
-        principal=x_test_user,
-        operation=operation,
-        status_code=201,
-        headers={"RateLimit-Remaining": "7"},
+@router.post(
+    "/v1/test-widgets",
+    status_code=201,
+    response_model=WidgetRead,
+    dependencies=[IDEMPOTENT, rate_limited("widgets", lambda settings: "100/minute")],
+)
+async def create_widget(data: WidgetCreate, tx: Transaction, user: CurrentUser) -> Any:
+    """A mutating POST declared idempotent and rate limited, as real endpoints are."""
+    widget_id = await tx.fetchval(
+        "INSERT INTO test_widget (name) VALUES ($1) RETURNING id", data.name
     )
+    await asyncio.sleep(data.delay)
+    if data.outcome == "conflict":
+        raise errors.Conflict("That widget clashes with another.")
+    if data.outcome == "crash" and CRASH["on"]:
+        raise RuntimeError("the widget press broke")
+    if data.outcome == "busy":
+        return JSONResponse({"detail": "try later"}, status_code=503)
+    if data.outcome == "response":
+        return JSONResponse(
+            {"id": widget_id, "name": data.name},
+            status_code=201,
+            headers={"Location": f"/v1/test-widgets/{widget_id}", "X-Not-Kept": "1"},
+        )
+    return WidgetRead(id=widget_id, name=data.name)
 
 
 @pytest.fixture
@@ -99,22 +92,30 @@ async def widgets(
 
 @pytest.fixture
 async def api(
-    settings: Settings, database_url: str, widgets: asyncpg.Connection
+    settings: Settings, database: Database, database_url: str, widgets: asyncpg.Connection
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The real app plus the test route, over ASGI (500s come back as responses)."""
+    """The real app plus the test route, over ASGI (500s come back as responses).
+
+    Two real customers sign in; ``X-Test-User`` picks whose token a request carries.
+    """
     app: FastAPI = create_app(settings, database_url=database_url)
     app.include_router(router)
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            for name in USERS:
+                USERS[name] = (await signed_in(c, database, settings)).headers
             yield c
     CRASH["on"] = False
+
+
+USERS: dict[str, dict[str, str]] = {"u1": {}, "alice": {}, "bob": {}}
 
 
 async def _post(
     api: httpx.AsyncClient, body: Mapping[str, object], key: str | None = "key-1", user: str = "u1"
 ) -> httpx.Response:
-    headers = {"X-Test-User": user}
+    headers = dict(USERS[user])
     if key is not None:
         headers["Idempotency-Key"] = key
     return await api.post("/v1/test-widgets", json=body, headers=headers)
@@ -143,10 +144,22 @@ async def test_twenty_concurrent_duplicates_make_exactly_one_widget(
     later = await _post(api, body)
     assert later.status_code == 201
     assert later.headers["idempotent-replayed"] == "true"
-    assert later.headers["ratelimit-remaining"] == "7"  # per-request headers, not stored
+    assert "ratelimit-remaining" not in later.headers  # per-request headers are never stored
     assert later.content == first.content
     assert later.headers["content-type"] == "application/json"
     assert await _count(widgets) == 1
+
+
+async def test_a_replay_spends_no_rate_quota(
+    api: httpx.AsyncClient, widgets: asyncpg.Connection
+) -> None:
+    first = await _post(api, {"name": "cog"}, key="quota-1")
+    assert first.headers["ratelimit-remaining"] == "99"
+    for _ in range(3):
+        replay = await _post(api, {"name": "cog"}, key="quota-1")
+        assert replay.headers["idempotent-replayed"] == "true"
+    fresh = await _post(api, {"name": "cog"}, key="quota-2")
+    assert fresh.headers["ratelimit-remaining"] == "98"
 
 
 async def test_same_key_with_a_different_body_is_422(
@@ -163,7 +176,7 @@ async def test_same_key_with_a_different_body_is_422(
 async def test_the_body_fingerprint_is_canonical(
     api: httpx.AsyncClient, widgets: asyncpg.Connection
 ) -> None:
-    headers = {"X-Test-User": "u1", "Idempotency-Key": "canon", "Content-Type": "application/json"}
+    headers = {**USERS["u1"], "Idempotency-Key": "canon", "Content-Type": "application/json"}
     one = await api.post("/v1/test-widgets", content=b'{"name":"cog","delay":0}', headers=headers)
     two = await api.post(
         "/v1/test-widgets", content=b'{ "delay": 0 ,\n "name": "cog" }', headers=headers

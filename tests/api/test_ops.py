@@ -6,6 +6,7 @@ import httpx
 
 from orderly.core import jobs
 from orderly.core.db import Database
+from orderly.core.maintenance import PRUNE_JOB_LOG
 
 
 async def test_livez_and_readyz_answer_when_healthy(client: httpx.AsyncClient) -> None:
@@ -30,7 +31,7 @@ async def test_metrics_expose_request_histogram_and_queue_depth(
     client: httpx.AsyncClient, database: Database
 ) -> None:
     async with database.transaction() as tx:
-        await jobs.enqueue(tx, "jobs.prune_log", {})
+        await jobs.enqueue(tx, PRUNE_JOB_LOG, {})
         await tx.commit()
     await client.get("/livez")
     body = (await client.get("/metrics")).text

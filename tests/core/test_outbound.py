@@ -11,7 +11,6 @@ from structlog.testing import capture_logs
 
 from orderly.core.outbound import (
     Breakers,
-    CircuitOpen,
     Outbound,
     Timeouts,
     UpstreamError,
@@ -19,6 +18,7 @@ from orderly.core.outbound import (
     with_retries,
 )
 from orderly.core.telemetry import REGISTRY
+from orderly.errors import CircuitOpen
 from tests.support.receivers import HttpReceiver
 
 SHORT = Timeouts(connect=0.5, read=0.3, write=0.5, pool=0.5)

@@ -9,8 +9,8 @@ from collections import Counter
 import asyncpg
 
 from orderly.core.db import Database
+from orderly.errors import InsufficientFunds
 from orderly.ledger import service as ledger
-from orderly.ledger.errors import InsufficientFunds
 from tests.ledger.conftest import MakeUser
 
 PRICE = 700

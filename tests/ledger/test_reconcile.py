@@ -44,7 +44,7 @@ def _metric(name: str, **labels: str) -> float:
 async def _reconcile_once(database: Database) -> None:
     before = ledger_tasks.LEDGER_RECONCILED_AT._value.get()
     async with database.transaction() as tx:
-        await jobs.enqueue(tx, "ledger.reconcile")
+        await jobs.enqueue(tx, ledger_tasks.RECONCILE)
         await tx.commit()
     deadline = time.monotonic() + 15
     while ledger_tasks.LEDGER_RECONCILED_AT._value.get() == before:
@@ -53,7 +53,7 @@ async def _reconcile_once(database: Database) -> None:
 
 
 def test_reconciliation_is_a_scheduled_worker_task() -> None:
-    task = next(t for t in all_tasks() if t.name == "ledger.reconcile")
+    task = next(t for t in all_tasks() if t.name == ledger_tasks.RECONCILE)
     assert task.schedule is not None
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from orderly import errors
 from orderly.core.db import Database
+from orderly.errors import InsufficientFunds, TransactionIdReused
 from orderly.ledger import service as ledger
-from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
 from tests.ledger.conftest import MakeUser
 from tests.support.cli import run_orderly
 
@@ -145,12 +145,40 @@ async def test_paying_without_a_wallet_or_in_another_currency(
         await ledger.grant_credits(
             tx, user_id=user, amount_cents=10, transaction_id="g", reason="r"
         )
-        with pytest.raises(CurrencyMismatch):
+        # USD credits never pay for an EUR order: no EUR funds is simply insufficient.
+        with pytest.raises(InsufficientFunds):
             await ledger.pay_from_wallet(
                 tx, user_id=user, amount_cents=1, currency="EUR", reference="o"
             )
         wallet = await ledger.get_wallet(tx, await make_user())
+        eur = await ledger.get_wallet(tx, user, "EUR")
     assert (wallet.balance_cents, wallet.currency) == (0, "USD")
+    assert (eur.balance_cents, eur.currency) == (0, "EUR")
+
+
+async def test_a_wallet_per_currency(database: Database, make_user: MakeUser) -> None:
+    user = await make_user()
+    async with database.transaction() as tx:
+        await ledger.grant_credits(
+            tx, user_id=user, amount_cents=700, transaction_id="u", reason="r"
+        )
+        await ledger.grant_credits(
+            tx, user_id=user, amount_cents=900, transaction_id="e", reason="r", currency="EUR"
+        )
+        paid = await ledger.pay_from_wallet(
+            tx, user_id=user, amount_cents=400, currency="EUR", reference="order:1"
+        )
+        wallets = await ledger.list_wallets(tx, user)
+        statement = await ledger.list_wallet_transactions(tx, user, currency="EUR")
+        report = await ledger.check_ledger(tx)
+        await tx.commit()
+    assert paid.balance_cents == 500
+    assert [(w.currency, w.balance_cents) for w in wallets] == [("EUR", 500), ("USD", 700)]
+    assert [(line.kind, line.amount_cents) for line in statement] == [
+        ("payment", -400),
+        ("grant", 900),
+    ]
+    assert report.ok, report.violations
 
 
 async def test_card_payment_and_refund_are_booked_once(database: Database) -> None:

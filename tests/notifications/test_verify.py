@@ -11,7 +11,8 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from orderly import errors
-from orderly.notifications.webhooks import InvalidWebhookSignature, verify_webhook
+from orderly.errors import InvalidWebhookSignature
+from orderly.notifications.webhooks import verify_webhook
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 BODY = b'{"order_id":"0b5c0a9e-1111-4e0e-9b7a-6f1d1a2b3c4d","event":"shipped"}'

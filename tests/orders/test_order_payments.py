@@ -265,4 +265,4 @@ def make_settings_from(client: httpx.AsyncClient) -> Any:
     """The settings of the app behind the shared ``client`` fixture."""
     transport = client._transport
     assert isinstance(transport, httpx.ASGITransport)
-    return transport.app.state.settings  # type: ignore[attr-defined]
+    return transport.app.state.runtime.settings  # type: ignore[attr-defined]

@@ -12,11 +12,11 @@ import stripe
 
 from orderly import errors
 from orderly.core.db import Database
-from orderly.core.outbound import Breakers, CircuitOpen
+from orderly.core.outbound import Breakers
 from orderly.core.telemetry import CIRCUIT_STATE, REGISTRY
+from orderly.errors import CardDeclined, CircuitOpen
 from orderly.ledger import service as ledger
 from orderly.payments import service as payments
-from orderly.payments.errors import CardDeclined
 from orderly.payments.gateway import BREAKER, GatewayOptions, StripeGateway
 from tests.support.stripe import (
     CARD_DECLINED,

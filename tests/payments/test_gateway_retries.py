@@ -18,7 +18,7 @@ import pytest
 
 from orderly import errors
 from orderly.core.outbound import Breakers
-from orderly.payments.errors import CardDeclined
+from orderly.errors import CardDeclined
 from orderly.payments.gateway import GatewayOptions, StripeGateway
 
 # stripe's HTTPXClient posts form bytes through httpx's deprecated ``data=`` path.

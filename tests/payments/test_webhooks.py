@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 
 from orderly.core.db import Database
+from orderly.errors import InvalidWebhookSignature
 from orderly.ledger import service as ledger
 from orderly.payments import service as payments
-from orderly.payments.errors import InvalidWebhookSignature
 from tests.support.stripe import WEBHOOK_SECRET, intent_succeeded_event, signed_delivery
 
 NOTIFY = "test.card_payment_reconciled"

@@ -2,10 +2,11 @@
 
 pytest-xdist runs many tests in one process, so a test that installs an
 event-loop policy, edits the environment, reconfigures logging, replaces a
-signal handler or changes directory breaks whichever test happens to run
-next in that worker — a failure that depends on test order and shows up on
-someone else's change. The guard takes a fingerprint of that state before
-each test and fails the test that changed it, naming what changed.
+signal handler, changes directory or sets OpenFeature's global provider
+breaks whichever test happens to run next in that worker — a failure that
+depends on test order and shows up on someone else's change. The guard takes
+a fingerprint of that state before each test and fails the test that changed
+it, naming what changed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 from typing import Any
 
 import structlog
+from openfeature import api as openfeature
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 # pytest itself keeps the running test's id here.
@@ -35,6 +37,10 @@ def fingerprint() -> dict[str, Any]:
         "uvicorn.access disabled": logging.getLogger("uvicorn.access").disabled,
         "structlog filtering level": structlog.get_config()["wrapper_class"],
         "signal handlers": {int(s): signal.getsignal(s) for s in _SIGNALS},
+        # OpenFeature's API is a process-wide singleton (orderly.flags.provider).
+        "OpenFeature default provider": type(openfeature.provider_registry.get_default_provider()),
+        "OpenFeature hooks": len(openfeature.get_hooks()),
+        "OpenFeature evaluation context": openfeature.get_evaluation_context(),
     }
 
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response
 from starlette.status import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from orderly.accounts import service, sessions
 from orderly.accounts.schemas import (
     LogoutRequest,
     RefreshRequest,
-    Rejected,
     RoleUpdate,
     TokenPair,
     TokenRequest,
@@ -23,11 +21,10 @@ from orderly.api.auth import (
     AdminUser,
     CurrentUser,
     Origin,
-    SecurityRuntime,
-    rejection_response,
 )
-from orderly.api.deps import Transaction
+from orderly.api.deps import SecurityRuntime, Transaction
 from orderly.api.problems import responses_for
+from orderly.api.routing import domain_router
 from orderly.errors import (
     Conflict,
     Forbidden,
@@ -37,7 +34,7 @@ from orderly.errors import (
     Unauthorized,
 )
 
-router = APIRouter(tags=["accounts"])
+router = domain_router(tags=["accounts"])
 
 
 @router.post(
@@ -61,10 +58,9 @@ async def register(
 )
 async def token(
     data: TokenRequest, tx: Transaction, security: SecurityRuntime, origin: Origin
-) -> TokenPair | Response:
+) -> TokenPair:
     """Exchange e-mail and password for an access and a refresh token."""
-    outcome = await sessions.login(tx, security, data, origin)
-    return rejection_response(outcome) if isinstance(outcome, Rejected) else outcome
+    return await sessions.login(tx, security, data, origin)
 
 
 @router.post(
@@ -75,10 +71,9 @@ async def token(
 )
 async def refresh(
     data: RefreshRequest, tx: Transaction, security: SecurityRuntime, origin: Origin
-) -> TokenPair | Response:
+) -> TokenPair:
     """Spend a refresh token for a new pair (reusing a spent one ends the session)."""
-    outcome = await sessions.refresh(tx, security, data.refresh_token, origin)
-    return rejection_response(outcome) if isinstance(outcome, Rejected) else outcome
+    return await sessions.refresh(tx, security, data.refresh_token, origin)
 
 
 @router.post(

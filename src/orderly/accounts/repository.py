@@ -13,7 +13,7 @@ from datetime import datetime
 
 import asyncpg
 
-from orderly.accounts.schemas import Role
+from orderly.accounts.schemas import STAFF_ROLES, Role
 from orderly.core.db import Tx
 
 
@@ -183,8 +183,9 @@ async def staff_emails(tx: Tx) -> list[str]:
     """E-mail addresses of active staff and admins."""
     rows = await tx.fetch(
         """SELECT email FROM user_account
-           WHERE role IN ('staff', 'admin') AND disabled_at IS NULL
-           ORDER BY email"""
+           WHERE role = ANY($1::text[]) AND disabled_at IS NULL
+           ORDER BY email""",
+        sorted(STAFF_ROLES),
     )
     return [row["email"] for row in rows]
 

@@ -15,8 +15,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from orderly.errors import OrderlyError
-
 
 class Role(enum.StrEnum):
     """What a user may do: customers their own data, staff the shop, admins everything."""
@@ -122,14 +120,3 @@ class RoleUpdate(_Strict):
     """``PATCH /v1/users/{id}/role``."""
 
     role: Role
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A refused request whose side effects (audit event, revoked family) must still commit.
-
-    Services return it instead of raising, so the request's transaction commits
-    the evidence; the endpoint then renders ``error`` as the response.
-    """
-
-    error: OrderlyError

@@ -4,8 +4,8 @@ A login starts a *family*; each refresh spends the presented token and issues
 the next one in the family. Presenting a spent token again means it was
 copied: the whole family is revoked (its access tokens stop working too, since
 principal resolution checks the family). Refusals that must leave evidence (an
-audit event, a revoked family) are returned as :class:`Rejected`, so the
-request's transaction still commits them.
+audit event, a revoked family) raise errors marked ``committing_effects()``, so
+the request's transaction still commits them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from limits import RateLimitItem
 from prometheus_client import Counter
 
 from orderly.accounts import repository
-from orderly.accounts.schemas import Principal, Rejected, Role, TokenPair, TokenRequest
+from orderly.accounts.schemas import Principal, Role, TokenPair, TokenRequest
 from orderly.accounts.security import Security
 from orderly.accounts.service import (
     invalidate,
@@ -77,7 +77,7 @@ async def login(
     sec: Security,
     data: TokenRequest,
     context: AuditContext,
-) -> TokenPair | Rejected:
+) -> TokenPair:
     """Exchange e-mail and password for a token pair, or refuse with one generic message.
 
     Unknown e-mail and wrong password take the same path and time (a dummy hash
@@ -95,7 +95,7 @@ async def login(
         if not status.allowed:
             LOGIN_ATTEMPTS.labels("rate_limited").inc()
             log.warning("login_rate_limited", scope=keys[1])
-            return Rejected(status.error(TOO_MANY))
+            raise status.error(TOO_MANY).committing_effects()
 
     user = await repository.get_by_email(tx, email)
     if user is None:
@@ -124,8 +124,8 @@ async def login(
         log.warning("login_failed", reason=reason, user_id=str(user.id) if user else None)
         for status in (account_status, ip_status):
             if not status.allowed or status.remaining == 0:
-                return Rejected(status.error(TOO_MANY))
-        return Rejected(Unauthorized(BAD_CREDENTIALS))
+                raise status.error(TOO_MANY).committing_effects()
+        raise Unauthorized(BAD_CREDENTIALS).committing_effects()
 
     if sec.passwords.needs_rehash(user.password_hash):
         rehashed = await asyncio.to_thread(sec.passwords.hash, data.password)
@@ -139,9 +139,7 @@ async def login(
     return pair
 
 
-async def refresh(
-    tx: Tx, sec: Security, refresh_token: str, context: AuditContext
-) -> TokenPair | Rejected:
+async def refresh(tx: Tx, sec: Security, refresh_token: str, context: AuditContext) -> TokenPair:
     """Spend a refresh token for a new pair; a spent token presented again revokes its family."""
     digest = token_digest(refresh_token)
     spent = await repository.spend_refresh_token(tx, digest)
@@ -149,7 +147,7 @@ async def refresh(
         state = await repository.auth_state(tx, spent.user_id, spent.family_id)
         if spent.expires_at <= datetime.now(UTC) or state is None or state.disabled:
             TOKEN_REFRESHES.labels("rejected").inc()
-            return Rejected(Unauthorized(BAD_REFRESH))
+            raise Unauthorized(BAD_REFRESH).committing_effects()
         pair = await _issue(tx, sec, spent.user_id, state.role, spent.family_id)
         TOKEN_REFRESHES.labels("rotated").inc()
         return pair
@@ -170,7 +168,7 @@ async def refresh(
         log.warning("refresh_token_reused", user_id=str(owner.user_id))
     else:
         TOKEN_REFRESHES.labels("rejected").inc()
-    return Rejected(Unauthorized(BAD_REFRESH))
+    raise Unauthorized(BAD_REFRESH).committing_effects()
 
 
 async def logout(tx: Tx, sec: Security, principal: Principal, refresh_token: str | None) -> None:

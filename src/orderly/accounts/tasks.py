@@ -15,8 +15,12 @@ log = get_logger(__name__)
 
 REENCRYPT_BATCH = 200
 
+# Job names of the accounts domain.
+REENCRYPT_PII = "accounts.reencrypt_pii"
+PRUNE_SESSIONS = "accounts.prune_sessions"
 
-@task("accounts.reencrypt_pii", schedule="17 * * * *", timeout=300)
+
+@task(REENCRYPT_PII, schedule="17 * * * *", timeout=300)
 async def reencrypt_pii(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Re-seal one batch of stale rows, then chain another job while stale rows remain.
 
@@ -30,10 +34,10 @@ async def reencrypt_pii(ctx: JobContext, payload: dict[str, Any]) -> None:
     changed = await service.reencrypt_pii(ctx.tx, cipher, batch=batch)
     log.info("pii_reencrypted", rows=changed, key_id=cipher.current_key_id)
     if changed == batch:
-        await enqueue(ctx.tx, "accounts.reencrypt_pii", {"batch": batch})
+        await enqueue(ctx.tx, REENCRYPT_PII, {"batch": batch})
 
 
-@task("accounts.prune_sessions", schedule="41 3 * * *", timeout=300)
+@task(PRUNE_SESSIONS, schedule="41 3 * * *", timeout=300)
 async def prune_sessions(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Daily: forget expired refresh tokens and long-dead login sessions (tables stay small)."""
     settings = ctx.resource(Settings)

@@ -26,18 +26,14 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.responses import Response
 
-from orderly.accounts.schemas import ALL_ROLES, STAFF_ROLES, Principal, Rejected, Role
-from orderly.accounts.security import Security
+from orderly.accounts.schemas import ALL_ROLES, STAFF_ROLES, Principal, Role
 from orderly.accounts.service import resolve_principal
 from orderly.accounts.tokens import decode_access_token
-from orderly.api.deps import Transaction
-from orderly.api.problems import problem_response, status_for
+from orderly.api.deps import SecurityRuntime, Transaction
 from orderly.audit.schemas import AuditContext
-from orderly.core.limits import Limits
 from orderly.core.telemetry import current_request_id
-from orderly.errors import Forbidden, OrderlyError, Unauthorized
+from orderly.errors import Forbidden, Unauthorized
 
 __all__ = [
     "DENY_UNDECLARED",
@@ -48,13 +44,10 @@ __all__ = [
     "Origin",
     "Policy",
     "Principal",
-    "RateLimits",
     "Role",
     "RouteInfo",
-    "SecurityRuntime",
     "StaffUser",
     "app_routes",
-    "limits_for",
     "require_roles",
     "route_policy",
     "unguarded_routes",
@@ -83,40 +76,6 @@ def _declare(policy: Policy) -> Callable[[Any], Any]:
         return dependency
 
     return tag
-
-
-# ---------------------------------------------------------------- per-process runtime
-
-
-def limits_for(app: FastAPI) -> Limits:
-    """The app's rate limiter and cache (Redis when configured), built on first use.
-
-    ``main.create_app`` may call it at start-up to register ``limits.ping`` as a
-    readiness check; lifespan shutdown closes it.
-    """
-    limits: Limits | None = getattr(app.state, "limits", None)
-    if limits is None:
-        limits = Limits.from_settings(app.state.settings)
-        app.state.limits = limits
-    return limits
-
-
-async def get_limits(request: Request) -> Limits:
-    """Dependency: the process's rate limiter and cache."""
-    return limits_for(request.app)
-
-
-async def get_security(request: Request) -> Security:
-    """Hashing, field encryption and limits for accounts, built on first use."""
-    security: Security | None = getattr(request.app.state, "security", None)
-    if security is None:
-        security = Security.from_settings(request.app.state.settings, limits_for(request.app))
-        request.app.state.security = security
-    return security
-
-
-RateLimits = Annotated[Limits, Depends(get_limits)]
-SecurityRuntime = Annotated[Security, Depends(get_security)]
 
 
 async def _origin(request: Request) -> AuditContext:
@@ -268,11 +227,3 @@ async def _deny_undeclared(request: Request) -> None:
 
 DENY_UNDECLARED = Depends(_deny_undeclared)
 """Router-level guard: a route that declared no policy refuses every caller (deny by default)."""
-
-
-def rejection_response(rejected: Rejected | OrderlyError) -> Response:
-    """Render a refusal as problem+json *without* raising, so the request still commits."""
-    error = rejected.error if isinstance(rejected, Rejected) else rejected
-    return problem_response(
-        status_for(error), error.code, error.detail, title=error.title, headers=error.headers
-    )

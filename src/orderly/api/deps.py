@@ -1,11 +1,10 @@
-"""Typed FastAPI dependencies shared by every endpoint."""
+"""The one module of API dependencies: the process runtime, the request's transaction, paging."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -14,70 +13,110 @@ import orjson
 from fastapi import Depends, Query, Request
 
 from orderly import errors
+from orderly.accounts.security import Security
 from orderly.config import Settings
 from orderly.core.db import Database, Tx
+from orderly.core.jobs import QueueDepthMonitor
+from orderly.core.limits import Limits
 from orderly.core.outbound import Breakers
 from orderly.payments.gateway import StripeGateway
+from orderly.recommendations.model import ModelClient
 
 # Dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` in a thread
 # pool, which costs a thread hop on every request for what is an attribute read.
 
 
-async def get_database(request: Request) -> Database:
-    """The app's database (the process's connection pool)."""
-    database: Database = request.app.state.database
-    return database
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Every long-lived object of an API process, built once at start-up (``main.py``).
 
-
-async def get_settings(request: Request) -> Settings:
-    """The app's validated settings."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def _transaction(request: Request) -> AsyncIterator[Tx]:
-    """One transaction per request, committed when the endpoint returns.
-
-    ``scope="function"`` (below) runs this teardown right after the endpoint
-    returns and *before* the response is sent, so a failed commit becomes an
-    error response instead of a success the database never recorded. The
-    transaction is lazy: a request that runs no SQL takes no connection.
+    Nothing is built lazily on first use: a request never pays for construction,
+    and a misconfiguration fails the start, not the first unlucky caller.
     """
-    database: Database = request.app.state.database
-    async with database.transaction() as tx:
-        yield tx
-        await tx.commit()
 
+    settings: Settings
+    database: Database
+    limits: Limits
+    security: Security
+    breakers: Breakers
+    stripe: StripeGateway | None
+    queue_monitor: QueueDepthMonitor
+    recommender: ModelClient | None = None  # ORDERLY_RECOMMENDER_URL's client
 
-Transaction = Annotated[Tx, Depends(_transaction, scope="function")]
-AppSettings = Annotated[Settings, Depends(get_settings)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
-
-
-def breakers_for(request: Request) -> Breakers:
-    """The process's circuit-breaker registry, shared by every outbound dependency."""
-    state = request.app.state
-    if not hasattr(state, "breakers"):
-        state.breakers = Breakers()
-    breakers: Breakers = state.breakers
-    return breakers
-
-
-async def get_stripe_gateway(request: Request) -> StripeGateway | None:
-    """The process's Stripe gateway, built on first use; None when Stripe is not configured."""
-    state = request.app.state
-    if not hasattr(state, "stripe_gateway"):
-        settings: Settings = state.settings
-        state.stripe_gateway = (
-            StripeGateway.from_settings(settings, breakers_for(request))
-            if settings.stripe_api_key is not None
-            else None
+    @classmethod
+    async def start(cls, settings: Settings, database: Database) -> Runtime:
+        """Open the pool and build the process's shared objects."""
+        await database.open()
+        limits = Limits.from_settings(settings)
+        breakers = Breakers()
+        return cls(
+            settings=settings,
+            database=database,
+            limits=limits,
+            security=Security.from_settings(settings, limits),
+            breakers=breakers,
+            stripe=(
+                StripeGateway.from_settings(settings, breakers)
+                if settings.stripe_api_key is not None
+                else None
+            ),
+            queue_monitor=QueueDepthMonitor(),
+            recommender=ModelClient.from_settings(settings, breakers),
         )
-    gateway: StripeGateway | None = state.stripe_gateway
-    return gateway
+
+    async def close(self) -> None:
+        """Release what :meth:`start` opened (outbound clients, Redis, the pool)."""
+        if self.stripe is not None:
+            await self.stripe.aclose()
+        if self.recommender is not None:
+            await self.recommender.aclose()
+        await self.limits.close()
+        await self.database.dispose()
 
 
-StripeGatewayDep = Annotated[StripeGateway | None, Depends(get_stripe_gateway)]
+async def get_runtime(request: Request) -> Runtime:
+    """The process's :class:`Runtime`."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def _transaction(request: Request) -> Tx:
+    """The request's unit of work, opened and committed by the route (``api/routing.py``)."""
+    tx: Tx | None = getattr(request.state, "tx", None)
+    if tx is None:
+        raise RuntimeError("this route has no unit of work: build its router with domain_router()")
+    return tx
+
+
+async def _settings(request: Request) -> Settings:
+    return (await get_runtime(request)).settings
+
+
+async def _database(request: Request) -> Database:
+    return (await get_runtime(request)).database
+
+
+async def _limits(request: Request) -> Limits:
+    return (await get_runtime(request)).limits
+
+
+async def _security(request: Request) -> Security:
+    return (await get_runtime(request)).security
+
+
+async def _stripe(request: Request) -> StripeGateway | None:
+    return (await get_runtime(request)).stripe
+
+
+AppRuntime = Annotated[Runtime, Depends(get_runtime)]
+Transaction = Annotated[Tx, Depends(_transaction)]
+"""The request's transaction: lazy (no connection until the first statement), committed
+once by the route before the response is sent, rolled back on any error."""
+AppSettings = Annotated[Settings, Depends(_settings)]
+DatabaseDep = Annotated[Database, Depends(_database)]
+RateLimits = Annotated[Limits, Depends(_limits)]
+SecurityRuntime = Annotated[Security, Depends(_security)]
+StripeGatewayDep = Annotated[StripeGateway | None, Depends(_stripe)]
 
 
 @dataclass(frozen=True)

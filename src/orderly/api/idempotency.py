@@ -1,43 +1,38 @@
 """``Idempotency-Key`` for mutating POSTs, with Stripe's semantics (PRODUCT.md §4).
 
-Usage in an endpoint (the key is optional; without one the operation just runs)::
+A route declares it; the handler knows nothing about keys::
 
-    @router.post("/orders", status_code=201, response_model=OrderRead,
-                 responses=responses_for(IdempotencyKeyReused, IdempotencyKeyInUse, OutOfStock))
-    async def create_order(
-        data: OrderCreate, tx: Transaction, user: CurrentUser, idempotency: Idempotency
-    ) -> Response:
-        return await idempotency.run(
-            tx,
-            principal=str(user.id),
-            operation=lambda: orders_service.place(tx, user, data),
-            status_code=201,
-        )
+    @router.post("/orders", status_code=201, dependencies=[IDEMPOTENT, ...])
+    async def place_order(data: OrderCreate, tx: Transaction, user: CustomerUser) -> OrderRead:
+        return await orders_service.place(tx, user.id, data)
 
 * same key + same body within 24 h → the stored status, body and headers, plus
-  ``Idempotent-Replayed: true``;
+  ``Idempotent-Replayed: true`` (the handler does not run; rate quota is not spent,
+  since :data:`IDEMPOTENT` is declared before any rate limit);
 * same key + a different body (or another method/path) → 422 ``idempotency_key_reused``;
 * same key while the first request is still running → 409 ``idempotency_key_in_use``;
 * the stored response is written in the request's own transaction, so it
-  commits or rolls back together with the operation's effects;
-* domain errors below 500 (except 429) are stored and replayed too, as Stripe
-  does: the operation ran and said no. Server errors are never stored.
+  commits or rolls back together with the operation's effects (``api/routing.py``
+  finishes the claim after the handler returned);
+* domain errors below 500 (except 401, 403 and 429) are stored and replayed too,
+  as Stripe does: the operation ran and said no. Server errors are never stored.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import Depends, Header, Request
-from pydantic import BaseModel
 from starlette.responses import Response
 
 from orderly import errors
-from orderly.api import problems
+from orderly.accounts.schemas import Principal
+from orderly.api.auth import authenticated
+from orderly.api.deps import Transaction
+from orderly.api.problems import status_for
 from orderly.core import idempotency as store
 from orderly.core.db import Tx
 from orderly.core.models import MAX_KEY_LENGTH
@@ -49,8 +44,6 @@ KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Response headers worth replaying; hop-by-hop and per-request ones (X-Request-ID) are not.
 KEPT_HEADERS = frozenset({"content-type", "location", "etag", "last-modified"})
-
-Operation = Callable[[], Awaitable[Any]]
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -65,15 +58,51 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _render(result: Any, status_code: int) -> Response:
-    """Turn an operation's result into the response that is both sent and stored."""
-    if isinstance(result, Response):
-        return result
-    if isinstance(result, BaseModel):
-        body = result.model_dump_json().encode()
-    else:
-        body = orjson.dumps(result)
-    return Response(body, status_code=status_code, media_type="application/json")
+class Replay(Exception):
+    """Raised by :data:`IDEMPOTENT` to answer with a stored response instead of running."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("idempotent replay")
+        self.response = response
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A key this request owns: the route stores the answer under it before committing."""
+
+    principal: str
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+
+    async def finish(self, tx: Tx, response: Response) -> None:
+        """Store *response* for replay, or free the key when it is a server error."""
+        if response.status_code >= 500:
+            await store.release(tx, principal=self.principal, key=self.key)
+        else:
+            await store.complete(
+                tx, principal=self.principal, key=self.key, response=_stored(response)
+            )
+
+    async def record_refusal(self, tx: Tx, response: Response) -> None:
+        """Store a refusal in a fresh transaction (the attempt's effects were rolled back)."""
+        await store.store(
+            tx,
+            principal=self.principal,
+            key=self.key,
+            fingerprint=self.fingerprint,
+            method=self.method,
+            path=self.path,
+            response=_stored(response),
+        )
+
+
+def storable(error: errors.OrderlyError) -> bool:
+    """Refusals the operation itself decided are final; auth, 429 and 5xx are worth retrying."""
+    if isinstance(error, errors.Unauthorized | errors.Forbidden | errors.RateLimited):
+        return False
+    return status_for(error) < 500
 
 
 def _stored(response: Response) -> store.StoredResponse:
@@ -89,112 +118,45 @@ def _replay(stored: store.StoredResponse) -> Response:
     return Response(stored.body, status_code=stored.status, headers=headers)
 
 
-def _storable(error: errors.OrderlyError) -> bool:
-    """Client errors the operation decided are final; 429 and 5xx are worth retrying."""
-    return problems.status_for(error) < 500 and not isinstance(error, errors.RateLimited)
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias=KEY_HEADER,
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=r"^[\x20-\x7e]+$",
+        description="Makes a retried POST safe: same key and body within 24 h replays.",
+    ),
+]
 
 
-@dataclass(frozen=True)
-class IdempotentRequest:
-    """The request's key (if any) and fingerprint; :meth:`run` executes an operation once."""
-
-    key: str | None
-    method: str
-    path: str
-    fingerprint: str
-
-    async def run(
-        self,
-        tx: Tx,
-        *,
-        principal: str,
-        operation: Operation,
-        status_code: int = 201,
-        headers: Mapping[str, str] | None = None,
-    ) -> Response:
-        """Run *operation* at most once per (principal, key); replay its stored response.
-
-        *operation* returns a pydantic model, a JSON-able value (sent with
-        *status_code*) or a ready ``Response``. It must use *tx*, whose
-        transaction also stores the response. *headers* (e.g. RateLimit-*) are
-        per request: added to every answer, replays included, never stored.
-        """
-        if self.key is None:
-            return self._with_headers(_render(await operation(), status_code), headers)
-        claim = await store.claim(
-            tx,
-            principal=principal,
-            key=self.key,
-            fingerprint=self.fingerprint,
-            method=self.method,
-            path=self.path,
-        )
-        if claim.fingerprint is not None and claim.fingerprint != self.fingerprint:
-            raise errors.IdempotencyKeyReused()
-        if claim.response is not None:
-            log.info("idempotent_replay", status=claim.response.status)
-            return self._with_headers(_replay(claim.response), headers)
-        if not claim.owned:
-            raise errors.IdempotencyKeyInUse()
-        try:
-            result = await operation()
-        except errors.OrderlyError as exc:
-            if not _storable(exc):
-                raise
-            return self._with_headers(await self._store_error(tx, principal, exc), headers)
-        response = self._with_headers(_render(result, status_code), headers)
-        if response.status_code >= 500:  # never stored: free the key for the client's retry
-            await store.release(tx, principal=principal, key=self.key)
-        else:
-            await store.complete(tx, principal=principal, key=self.key, response=_stored(response))
-        return response
-
-    async def _store_error(self, tx: Tx, principal: str, exc: errors.OrderlyError) -> Response:
-        # Undo whatever the operation flushed before it failed, then record the
-        # answer in a fresh transaction (the request commits it).
-        assert self.key is not None
-        await tx.rollback()
-        response = problems.error_response(exc)
-        await store.store(
-            tx,
-            principal=principal,
-            key=self.key,
-            fingerprint=self.fingerprint,
-            method=self.method,
-            path=self.path,
-            response=_stored(response),
-        )
-        return response
-
-    @staticmethod
-    def _with_headers(response: Response, headers: Mapping[str, str] | None) -> Response:
-        for name, value in (headers or {}).items():
-            response.headers[name] = value
-        return response
-
-
-async def idempotent_request(
+async def _claim_key(
     request: Request,
-    key: Annotated[
-        str | None,
-        Header(
-            alias=KEY_HEADER,
-            min_length=1,
-            max_length=MAX_KEY_LENGTH,
-            pattern=r"^[\x20-\x7e]+$",
-            description="Makes a retried POST safe: same key and body within 24 h replays.",
-        ),
-    ] = None,
-) -> IdempotentRequest:
-    """The request's Idempotency-Key and body fingerprint (FastAPI has already read the body)."""
-    body = await request.body() if key is not None else b""
-    path = request.url.path
-    return IdempotentRequest(
-        key=key,
-        method=request.method,
-        path=path,
-        fingerprint=fingerprint(request.method, path, body),
+    tx: Transaction,
+    principal: Annotated[Principal, Depends(authenticated)],
+    key: KeyHeader = None,
+) -> str | None:
+    """Claim the request's key for this transaction, or answer from the earlier request."""
+    if key is None:
+        return None
+    method, path = request.method, request.url.path
+    digest = fingerprint(method, path, await request.body())
+    owner = str(principal.id)
+    claim = await store.claim(
+        tx, principal=owner, key=key, fingerprint=digest, method=method, path=path
     )
+    if claim.fingerprint is not None and claim.fingerprint != digest:
+        raise errors.IdempotencyKeyReused()
+    if claim.response is not None:
+        log.info("idempotent_replay", status=claim.response.status)
+        raise Replay(_replay(claim.response))
+    if not claim.owned:
+        raise errors.IdempotencyKeyInUse()
+    request.state.idempotency = Claim(owner, key, method, path, digest)
+    return key
 
 
-Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]
+IDEMPOTENT = Depends(_claim_key)
+"""Route dependency: the route accepts ``Idempotency-Key`` (declare it before rate limits)."""
+IdempotencyKey = Annotated[str | None, Depends(_claim_key)]
+"""The request's Idempotency-Key, for a handler that passes it on (e.g. to Stripe)."""

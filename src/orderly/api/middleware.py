@@ -15,6 +15,7 @@ import orjson
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orderly.core import request_scope
 from orderly.core.telemetry import (
     HTTP_IN_FLIGHT,
     HTTP_LATENCY,
@@ -99,6 +100,7 @@ class RequestContextMiddleware:
 
         started = time.perf_counter()
         HTTP_IN_FLIGHT.inc()
+        scope_token = request_scope.begin()
         with bound_context(request_id=request_id):
             try:
                 await self.app(scope, receive, send_with_headers)
@@ -126,6 +128,7 @@ class RequestContextMiddleware:
                 status = state["status"]
                 HTTP_REQUESTS.labels(method, template, str(status)).inc()
                 HTTP_LATENCY.labels(method, template).observe(elapsed)
+                request_scope.end(scope_token, method, template, status, elapsed)
                 log.info(
                     "request",
                     method=method,

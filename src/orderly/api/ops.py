@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from orderly.api.deps import Runtime
 from orderly.core.db import Database
 from orderly.core.jobs import queue_stats
 from orderly.core.telemetry import QUEUE_DEPTH, QUEUE_OLDEST_AGE, get_logger, render_metrics
@@ -58,7 +59,12 @@ async def _probe(name: str, check: Callable[[], Awaitable[Any]]) -> tuple[str, s
 async def readyz(request: Request) -> Response:
     """Ready to take traffic: started, not draining, database and queue answer."""
     lifecycle: Lifecycle = request.app.state.lifecycle
-    database: Database = request.app.state.database
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:  # the lifespan has not built the runtime yet
+        return JSONResponse(
+            {"status": "starting", "checks": {}}, status_code=503, headers={"Retry-After": "5"}
+        )
+    database = runtime.database
     probes: dict[str, Callable[[], Awaitable[Any]]] = {
         "database": lambda: database.ping(CHECK_TIMEOUT),
         "queue": lambda: refresh_queue_metrics(database),
@@ -82,7 +88,8 @@ async def readyz(request: Request) -> Response:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Prometheus text format; queue gauges are refreshed on each scrape."""
-    database: Database = request.app.state.database
+    runtime: Runtime = request.app.state.runtime
+    database = runtime.database
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             await refresh_queue_metrics(database)

@@ -8,6 +8,7 @@ request id the client receives.
 
 from __future__ import annotations
 
+import copy
 from http import HTTPStatus
 from typing import Any
 
@@ -75,12 +76,17 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
+def status_for_kind(kind: type[errors.OrderlyError]) -> int:
+    """The HTTP status of an error class: its nearest mapped ancestor in the MRO wins."""
+    for ancestor in kind.__mro__:
+        if ancestor in STATUS_BY_KIND:
+            return STATUS_BY_KIND[ancestor]
+    return 500
+
+
 def status_for(error: errors.OrderlyError) -> int:
     """The HTTP status for a domain error: the nearest mapped ancestor wins."""
-    for kind in type(error).__mro__:
-        if kind in STATUS_BY_KIND:
-            return STATUS_BY_KIND[kind]
-    return 500
+    return status_for_kind(type(error))
 
 
 def problem_response(
@@ -108,17 +114,93 @@ def problem_response(
     )
 
 
+PROBLEM_REF = "#/components/schemas/Problem"
+
+
+def _example(kind: type[errors.OrderlyError], status: int) -> dict[str, Any]:
+    """An OpenAPI example of the problem+json body *kind* produces."""
+    body = {
+        "type": TYPE_BASE + kind.code,
+        "title": kind.title,
+        "status": status,
+        "detail": (kind.__doc__ or kind.title).strip().splitlines()[0],
+        "code": kind.code,
+        "request_id": "0f3c2d5e9b8a4c1d8e7f6a5b4c3d2e1f",
+    }
+    if issubclass(kind, errors.InvalidInput):
+        body["errors"] = [{"field": "body", "message": body["detail"]}]
+    return {"summary": f"{kind.title} ({kind.code})", "value": body}
+
+
 def responses_for(*kinds: type[errors.OrderlyError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the domain errors a route may raise."""
-    documented: dict[int | str, dict[str, Any]] = {}
+    """OpenAPI ``responses=`` entries for the domain errors a route may raise.
+
+    Each kind is documented under the status it really gets (:func:`status_for_kind`
+    walks the MRO, so ``OutOfStock`` is a 409 and ``CardDeclined`` a 402), as
+    ``application/problem+json`` with the :class:`Problem` schema; kinds sharing
+    a status are listed together, each with its ``code`` and an example.
+    """
+    by_status: dict[int, list[type[errors.OrderlyError]]] = {}
     for kind in kinds:
-        status = STATUS_BY_KIND.get(kind, 500)
+        group = by_status.setdefault(status_for_kind(kind), [])
+        if kind not in group:
+            group.append(kind)
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status, group in sorted(by_status.items()):
         documented[status] = {
-            "model": Problem,
-            "content": {PROBLEM_JSON: {}},
-            "description": kind.title,
+            "description": "; ".join(f"{kind.title} (`{kind.code}`)" for kind in group),
+            "content": {
+                PROBLEM_JSON: {
+                    "schema": {"$ref": PROBLEM_REF},
+                    "examples": {kind.__name__: _example(kind, status) for kind in group},
+                }
+            },
         }
     return documented
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make /openapi.json tell the truth about errors: every one is problem+json.
+
+    Adds :class:`Problem` to the components (``responses_for`` refers to it) and
+    replaces FastAPI's default 422 (``HTTPValidationError`` as application/json,
+    which this API never sends) with the problem+json body it does send; a route
+    that declares its own 422 (``idempotency_key_reused``) and takes input also
+    lists ``validation_failed`` there.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+        invalid = responses_for(errors.InvalidInput)[422]
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is None:
+                    continue
+                examples = answer.get("content", {}).get(PROBLEM_JSON, {}).get("examples")
+                if examples is None:  # FastAPI's default
+                    operation["responses"]["422"] = copy.deepcopy(invalid)
+                elif "InvalidInput" not in examples and (
+                    "requestBody" in operation or operation.get("parameters")
+                ):
+                    examples["InvalidInput"] = _example(errors.InvalidInput, 422)
+                    answer["description"] = f"{invalid['description']}; {answer['description']}"
+        if "HTTPValidationError" in components and "HTTPValidationError" not in str(
+            schema.get("paths")
+        ):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _field_name(loc: tuple[Any, ...]) -> str:
@@ -191,3 +273,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)
+    _document_problems(app)

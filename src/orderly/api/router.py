@@ -5,13 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from orderly.accounts.endpoints import router as accounts_router
+from orderly.analytics.endpoints import router as analytics_router
 from orderly.api.auth import DENY_UNDECLARED
 from orderly.audit.endpoints import router as audit_router
 from orderly.catalog.endpoints import router as catalog_router
+from orderly.flags.endpoints import router as flags_router
+from orderly.incidents.endpoints import router as incidents_router
 from orderly.jobs.endpoints import router as jobs_router
 from orderly.ledger.endpoints import router as ledger_router
 from orderly.orders.endpoints import router as orders_router
 from orderly.payments.endpoints import router as payments_router
+from orderly.recommendations.endpoints import router as recommendations_router
 
 # Deny by default: a route that declares no policy (api/auth.py) refuses every caller.
 api_router = APIRouter(prefix="/v1", dependencies=[DENY_UNDECLARED])
@@ -22,6 +26,10 @@ api_router.include_router(orders_router)
 api_router.include_router(jobs_router)
 api_router.include_router(ledger_router)
 api_router.include_router(payments_router)
+api_router.include_router(flags_router)
+api_router.include_router(incidents_router)
+api_router.include_router(analytics_router)
+api_router.include_router(recommendations_router)
 
 
 def route_templates(app: FastAPI) -> dict[int, str]:

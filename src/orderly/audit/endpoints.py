@@ -5,16 +5,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from orderly.api.auth import AdminUser
 from orderly.api.deps import Page, Transaction, encode_cursor
 from orderly.api.problems import responses_for
+from orderly.api.routing import domain_router
 from orderly.audit import service
 from orderly.audit.schemas import AuditEventPage
 from orderly.errors import Forbidden, InvalidInput, Unauthorized
 
-router = APIRouter(tags=["audit"])
+router = domain_router(tags=["audit"])
 
 
 @router.get(

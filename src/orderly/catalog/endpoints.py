@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
 from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import PUBLIC, StaffUser
 from orderly.api.deps import DatabaseDep, Page, Transaction, keyset_after, keyset_cursor
-from orderly.api.idempotency import Idempotency
+from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
+from orderly.api.routing import domain_router
 from orderly.catalog import service
 from orderly.catalog.schemas import (
     ProductCreate,
@@ -22,25 +22,19 @@ from orderly.catalog.schemas import (
     StockMovementRead,
 )
 
-router = APIRouter(prefix="/products", tags=["catalog"])
+router = domain_router(prefix="/products", tags=["catalog"])
 
 
 @router.post(
     "",
     status_code=201,
     response_model=ProductRead,
+    dependencies=[IDEMPOTENT],
     responses=responses_for(errors.Conflict, errors.Forbidden, errors.Unauthorized),
 )
-async def create_product(
-    data: ProductCreate, tx: Transaction, user: StaffUser, idempotency: Idempotency
-) -> Response:
+async def create_product(data: ProductCreate, tx: Transaction, user: StaffUser) -> ProductRead:
     """Add a product (staff); a taken sku is 409."""
-    return await idempotency.run(
-        tx,
-        principal=str(user.id),
-        operation=lambda: service.create_product(tx, data),
-        status_code=201,
-    )
+    return await service.create_product(tx, data)
 
 
 @router.get("", dependencies=[PUBLIC])
@@ -77,19 +71,11 @@ async def update_product(
     "/{product_id}/stock-adjustments",
     status_code=201,
     response_model=StockMovementRead,
+    dependencies=[IDEMPOTENT],
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
 )
 async def adjust_stock(
-    product_id: uuid.UUID,
-    data: StockAdjustmentCreate,
-    tx: Transaction,
-    user: StaffUser,
-    idempotency: Idempotency,
-) -> Response:
+    product_id: uuid.UUID, data: StockAdjustmentCreate, tx: Transaction, user: StaffUser
+) -> StockMovementRead:
     """Record a stock movement (staff); stock never goes below zero (409)."""
-    return await idempotency.run(
-        tx,
-        principal=str(user.id),
-        operation=lambda: service.adjust_stock(tx, product_id, data, actor_id=user.id),
-        status_code=201,
-    )
+    return await service.adjust_stock(tx, product_id, data, actor_id=user.id)

@@ -22,7 +22,8 @@ from orderly.core.jobs import enqueue
 from orderly.core.telemetry import get_logger
 
 log = get_logger(__name__)
-LOW_STOCK_TASK = "catalog.record_inventory"
+RECORD_INVENTORY = "catalog.record_inventory"
+"""Job name: the low-stock alert (catalog/tasks.py)."""
 
 
 def _read(product: Product) -> ProductRead:
@@ -213,7 +214,7 @@ async def _alert_if_crossed(tx: Tx, levels: Sequence[tuple[uuid.UUID, int, int, 
         if after < threshold <= before:
             await enqueue(
                 tx,
-                LOW_STOCK_TASK,
+                RECORD_INVENTORY,
                 {"product_id": str(product_id)},
                 dedupe_key=f"low-stock:{product_id}",
             )

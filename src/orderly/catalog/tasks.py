@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from orderly.accounts import service as accounts_service
 from orderly.catalog import repository
-from orderly.catalog.service import LOW_STOCK_TASK
+from orderly.catalog.service import RECORD_INVENTORY
 from orderly.core.jobs import JobContext, RetryPolicy, task
 from orderly.core.telemetry import get_logger
 from orderly.notifications import service as notifications
@@ -25,7 +25,7 @@ class LowStock(BaseModel):
     product_id: uuid.UUID
 
 
-@task(LOW_STOCK_TASK, retry=RetryPolicy(max_attempts=12, base_delay=5.0, max_delay=1800.0))
+@task(RECORD_INVENTORY, retry=RetryPolicy(max_attempts=12, base_delay=5.0, max_delay=1800.0))
 async def record_inventory(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Alert every staff member by e-mail that a product fell under its low-stock threshold.
 

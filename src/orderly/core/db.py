@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     PooledConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
-ACQUIRE_TIMEOUT_SECONDS = 2.0
+ACQUIRE_TIMEOUT_SECONDS = 5.0
 
 
 def libpq_url(url: str) -> str:

@@ -191,7 +191,11 @@ async def prune(tx: Tx, *, older_than: timedelta = KEY_TTL, batch: int = PRUNE_B
     return int(deleted or 0)
 
 
-@task("idempotency.prune", schedule="*/10 * * * *", retry=RetryPolicy(max_attempts=3))
+PRUNE_KEYS = "idempotency.prune"
+"""Job name: forget idempotency keys past their 24 h."""
+
+
+@task(PRUNE_KEYS, schedule="*/10 * * * *", retry=RetryPolicy(max_attempts=3))
 async def prune_keys(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Forget idempotency keys older than 24 h, in bounded batches (short locks)."""
     hours = float(payload.get("older_than_hours", KEY_TTL.total_seconds() / 3600))
@@ -200,7 +204,7 @@ async def prune_keys(ctx: JobContext, payload: dict[str, Any]) -> None:
     log.info("idempotency_keys_pruned", deleted=deleted)
     if deleted >= batch:
         # More to go: continue in a follow-up job so every transaction stays short.
-        await enqueue(ctx.tx, prune_keys.name, payload)
+        await enqueue(ctx.tx, PRUNE_KEYS, payload)
 
 
 TASKS = [prune_keys]

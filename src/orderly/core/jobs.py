@@ -24,7 +24,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -47,8 +48,19 @@ from orderly.core.telemetry import (
 
 log = get_logger(__name__)
 
-JobStatus = Literal["queued", "failed", "running", "dead"]
-JOB_STATUSES: tuple[JobStatus, ...] = ("queued", "failed", "running", "dead")
+
+class JobStatus(StrEnum):
+    """A job's state as orderly reports it: one enum for the admin API, the metrics and the SQL.
+
+    PgQueuer's own states map onto these in :data:`_STATUS_SQL` / :data:`_STATUS_FILTER`.
+    """
+
+    queued = "queued"
+    failed = "failed"
+    running = "running"
+    dead = "dead"
+
+
 QUEUE_TABLE = "pgqueuer"
 QUEUE_LOG_TABLE = "pgqueuer_log"
 
@@ -180,20 +192,18 @@ class JobRecord:
     last_error: str | None
 
 
-_STATUS_SQL = """
-CASE
-  WHEN j.status = 'picked' THEN 'running'
-  WHEN j.status = 'failed' THEN 'dead'
-  WHEN j.attempts > 0 THEN 'failed'
-  ELSE 'queued'
-END"""
-
-_STATUS_FILTER = {
-    "queued": "j.status = 'queued' AND j.attempts = 0",
-    "failed": "j.status = 'queued' AND j.attempts > 0",
-    "running": "j.status = 'picked'",
-    "dead": "j.status = 'failed'",
+# How PgQueuer's columns (status 'queued' | 'picked' | 'failed', attempts) map to a JobStatus.
+_STATUS_FILTER: dict[JobStatus, str] = {
+    JobStatus.queued: "j.status = 'queued' AND j.attempts = 0",
+    JobStatus.failed: "j.status = 'queued' AND j.attempts > 0",
+    JobStatus.running: "j.status = 'picked'",
+    JobStatus.dead: "j.status = 'failed'",
 }
+_STATUS_SQL = (
+    "CASE "
+    + " ".join(f"WHEN {where} THEN '{status.value}'" for status, where in _STATUS_FILTER.items())
+    + " END"
+)
 
 
 async def list_jobs(
@@ -228,7 +238,7 @@ async def _select_jobs(tx: Tx, where: list[str], args: list[Any]) -> list[JobRec
         JobRecord(
             id=row["id"],
             task=row["entrypoint"],
-            status=row["state"],
+            status=JobStatus(row["state"]),
             attempts=row["attempts"],
             payload=orjson.loads(row["payload"]) if row["payload"] else {},
             created_at=row["created"],
@@ -273,25 +283,26 @@ class QueueStats:
     @property
     def waiting(self) -> int:
         """Jobs that still have to run (queued or waiting for a retry)."""
-        return self.counts["queued"] + self.counts["failed"]
+        return self.counts[JobStatus.queued] + self.counts[JobStatus.failed]
+
+
+_STATUS_COUNTS = ", ".join(
+    f"count(*) FILTER (WHERE {where}) AS {status.value}" for status, where in _STATUS_FILTER.items()
+)
 
 
 async def queue_stats(tx: Tx) -> QueueStats:
     """One cheap aggregate over the queue table (it only holds unfinished jobs)."""
     row = await tx.fetchrow(
-        f"""SELECT
-              count(*) FILTER (WHERE status = 'queued' AND attempts = 0) AS queued,
-              count(*) FILTER (WHERE status = 'queued' AND attempts > 0) AS failed,
-              count(*) FILTER (WHERE status = 'picked') AS running,
-              count(*) FILTER (WHERE status = 'failed') AS dead,
+        f"""SELECT {_STATUS_COUNTS},
               COALESCE(EXTRACT(EPOCH FROM NOW() - min(execute_after)
                        FILTER (WHERE status = 'queued' AND execute_after <= NOW())), 0)
                 AS oldest
-            FROM {QUEUE_TABLE}"""  # noqa: S608 - table name is a constant
+            FROM {QUEUE_TABLE} j"""  # noqa: S608 - table name and fragments are constants
     )
     assert row is not None
     return QueueStats(
-        counts={status: int(row[status]) for status in JOB_STATUSES},
+        counts={status: int(row[status.value]) for status in JobStatus},
         oldest_due_age_seconds=float(row["oldest"]),
     )
 
@@ -450,30 +461,33 @@ class Worker:
 class QueueDepthMonitor:
     """A cheap, near-exact view of how many jobs wait, for load shedding on hot paths.
 
-    The database count is refreshed at most every ``refresh_seconds``; jobs this
-    process enqueued since are added locally, so a burst cannot overshoot the
-    limit while the cached count is stale.
+    The database count is refreshed at most every ``refresh_seconds``, by one
+    caller at a time on *its own* transaction (a request holding a connection
+    must never wait for a second one: under load that deadlocks the pool);
+    everyone else reads the cached count meanwhile. Jobs this process enqueued
+    since are added locally, so a burst cannot overshoot the limit while the
+    cached count is stale.
     """
 
-    def __init__(self, database: Database, *, refresh_seconds: float = 1.0) -> None:
-        self.database = database
+    def __init__(self, *, refresh_seconds: float = 1.0) -> None:
         self.refresh_seconds = refresh_seconds
         self._count = 0
         self._local = 0
         self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._refreshing = False
 
     def note_enqueued(self, jobs: int = 1) -> None:
         """Account for jobs this process just committed."""
         self._local += jobs
 
-    async def depth(self) -> int:
+    async def depth(self, tx: Tx) -> int:
         """Jobs waiting to run (queued or waiting for a retry), at most a second old."""
-        if time.monotonic() - self._fetched_at >= self.refresh_seconds:
-            async with self._lock:
-                if time.monotonic() - self._fetched_at >= self.refresh_seconds:
-                    async with self.database.transaction() as tx:
-                        stats = await queue_stats(tx)
-                    self._count, self._local = stats.waiting, 0
-                    self._fetched_at = time.monotonic()
+        if not self._refreshing and time.monotonic() - self._fetched_at >= self.refresh_seconds:
+            self._refreshing = True
+            try:
+                stats = await queue_stats(tx)
+                self._count, self._local = stats.waiting, 0
+                self._fetched_at = time.monotonic()
+            finally:
+                self._refreshing = False
         return self._count + self._local

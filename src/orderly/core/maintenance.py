@@ -9,9 +9,11 @@ from orderly.core.telemetry import get_logger
 
 log = get_logger(__name__)
 JOB_LOG_RETENTION_DAYS = 14
+PRUNE_JOB_LOG = "jobs.prune_log"
+"""Job name: trim the job log to its retention."""
 
 
-@task("jobs.prune_log", schedule="17 * * * *", retry=RetryPolicy(max_attempts=3))
+@task(PRUNE_JOB_LOG, schedule="17 * * * *", retry=RetryPolicy(max_attempts=3))
 async def prune_job_log(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Delete job-log rows past retention, in bounded batches so it never holds long locks."""
     days = int(payload.get("retention_days", JOB_LOG_RETENTION_DAYS))

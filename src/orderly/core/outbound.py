@@ -48,16 +48,6 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 FAILURE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
-class CircuitOpen(errors.Unavailable):
-    """The dependency's circuit is open: the call was not attempted."""
-
-    title = "Dependency unavailable"
-
-    def __init__(self, breaker: str) -> None:
-        super().__init__(f"{breaker} is unavailable; try again later")
-        self.breaker = breaker
-
-
 class UpstreamError(Exception):
     """A dependency answered with a status that counts as its failure (5xx, 408, 429)."""
 
@@ -129,7 +119,7 @@ class Breakers:
     async def guard(
         self, name: str, *, ignore: tuple[type[BaseException], ...] = ()
     ) -> AsyncIterator[None]:
-        """Run the block through breaker *name*; raise :class:`CircuitOpen` while it is open.
+        """Run the block through breaker *name*; raise ``errors.CircuitOpen`` while it is open.
 
         Any exception escaping the block counts as a failure of the dependency,
         except the *ignore* types (e.g. "the receiver rejected this payload") and
@@ -143,7 +133,7 @@ class Breakers:
             async with breaker:
                 yield
         except OpenedState:
-            raise CircuitOpen(name) from None
+            raise errors.CircuitOpen(name) from None
 
     async def state(self, name: str) -> str:
         """``closed``, ``opened`` or ``half-opened`` (``closed`` for a breaker never used)."""

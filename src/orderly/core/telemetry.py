@@ -43,7 +43,7 @@ HTTP_LATENCY = Histogram(
     "orderly_http_request_duration_seconds",
     "HTTP request latency by route template and method.",
     ["method", "route"],
-    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
 HTTP_IN_FLIGHT = Gauge(

@@ -5,19 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from starlette.responses import Response
+from fastapi import Query
 
 from orderly import errors
 from orderly.api.auth import AdminUser, Origin
 from orderly.api.deps import Page, Transaction, encode_cursor
-from orderly.api.idempotency import Idempotency
+from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
-from orderly.core import jobs
+from orderly.api.routing import domain_router
 from orderly.jobs import service
-from orderly.jobs.schemas import JobPage, JobRead
+from orderly.jobs.schemas import JobPage, JobRead, JobStatus
 
-router = APIRouter(prefix="/admin/jobs", tags=["jobs"])
+router = domain_router(prefix="/admin/jobs", tags=["jobs"])
 
 
 @router.get("", responses=responses_for(errors.Forbidden, errors.Unauthorized))
@@ -25,7 +24,7 @@ async def list_jobs(
     tx: Transaction,
     user: AdminUser,
     page: Page,
-    status: Annotated[jobs.JobStatus | None, Query()] = None,
+    status: Annotated[JobStatus | None, Query()] = None,
 ) -> JobPage:
     """Unfinished jobs, newest first; ``failed`` = waiting for a retry, ``dead`` = out of tries."""
     after = None
@@ -34,7 +33,7 @@ async def list_jobs(
             after = int(page.cursor["id"])
         except (KeyError, ValueError):
             raise errors.InvalidInput("malformed cursor", field="cursor") from None
-    records = await jobs.list_jobs(tx, status=status, limit=page.limit + 1, after_id=after)
+    records = await service.list_jobs(tx, status=status, limit=page.limit + 1, after_id=after)
     shown = records[: page.limit]
     cursor = encode_cursor({"id": str(shown[-1].id)}) if len(records) > page.limit else None
     return JobPage(
@@ -45,16 +44,11 @@ async def list_jobs(
 @router.post(
     "/{job_id}/retry",
     response_model=JobRead,
+    dependencies=[IDEMPOTENT],
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
 )
-async def retry_job(
-    job_id: int, tx: Transaction, user: AdminUser, origin: Origin, idempotency: Idempotency
-) -> Response:
+async def retry_job(job_id: int, tx: Transaction, user: AdminUser, origin: Origin) -> JobRead:
     """Re-queue a dead job now, with a fresh attempt budget (audited)."""
-
-    async def retry() -> JobRead:
-        context = origin.with_actor(user.id, user.role)
-        record = await service.retry_dead_job(tx, job_id, context=context)
-        return JobRead(**dataclasses.asdict(record))
-
-    return await idempotency.run(tx, principal=str(user.id), operation=retry, status_code=200)
+    context = origin.with_actor(user.id, user.role)
+    record = await service.retry_dead_job(tx, job_id, context=context)
+    return JobRead(**dataclasses.asdict(record))

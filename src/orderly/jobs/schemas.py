@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orderly.core.jobs import JobStatus
+from orderly.core.jobs import JobStatus as JobStatus  # the queue's states, re-exported
 
 
 class JobRead(BaseModel):

@@ -9,6 +9,13 @@ from orderly.core import jobs
 from orderly.core.db import Tx
 
 
+async def list_jobs(
+    tx: Tx, *, status: jobs.JobStatus | None, limit: int, after_id: int | None = None
+) -> list[jobs.JobRecord]:
+    """Unfinished jobs, newest first, optionally of one status, keyset-paginated by id."""
+    return await jobs.list_jobs(tx, status=status, limit=limit, after_id=after_id)
+
+
 async def retry_dead_job(tx: Tx, job_id: int, *, context: AuditContext) -> jobs.JobRecord:
     """Re-queue a dead job now with a fresh attempt budget, audited; 404/409 otherwise."""
     if not await jobs.retry_dead(tx, job_id):

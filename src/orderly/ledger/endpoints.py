@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import Query
 from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import AdminUser, CurrentUser, Origin
-from orderly.api.deps import Page, Transaction, encode_cursor
-from orderly.api.idempotency import Idempotency
+from orderly.api.deps import AppSettings, Page, Transaction, encode_cursor
+from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
+from orderly.api.routing import domain_router
 from orderly.ledger import service
-from orderly.ledger.errors import CurrencyMismatch, TransactionIdReused
 from orderly.ledger.schemas import (
     CreditGrantCreate,
     CreditGrantRead,
+    WalletList,
     WalletRead,
     WalletTransactionPage,
     WalletTransactionRead,
 )
 
-router = APIRouter(tags=["wallet"])
+router = domain_router(tags=["wallet"])
 
 
 def _before(cursor: dict[str, str] | None) -> int | None:
@@ -32,20 +35,45 @@ def _before(cursor: dict[str, str] | None) -> int | None:
         raise errors.InvalidInput("malformed cursor", field="cursor") from None
 
 
+CurrencyQuery = Annotated[
+    str | None,
+    Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code; default: the shop's currency"),
+]
+
+
 @router.get("/wallet", responses=responses_for(errors.Unauthorized))
-async def read_wallet(tx: Transaction, user: CurrentUser) -> WalletRead:
-    """The caller's credits balance."""
-    wallet = await service.get_wallet(tx, user.id)
+async def read_wallet(
+    tx: Transaction, user: CurrentUser, settings: AppSettings, currency: CurrencyQuery = None
+) -> WalletRead:
+    """The caller's credits in one currency (0 when they hold none in it)."""
+    wallet = await service.get_wallet(tx, user.id, currency or settings.currency)
     return WalletRead(balance_cents=wallet.balance_cents, currency=wallet.currency)
+
+
+@router.get("/wallets", responses=responses_for(errors.Unauthorized))
+async def list_wallets(tx: Transaction, user: CurrentUser) -> WalletList:
+    """Every wallet the caller holds, one per currency."""
+    wallets = await service.list_wallets(tx, user.id)
+    return WalletList(
+        data=[WalletRead(balance_cents=w.balance_cents, currency=w.currency) for w in wallets]
+    )
 
 
 @router.get("/wallet/transactions", responses=responses_for(errors.Unauthorized))
 async def list_wallet_transactions(
-    tx: Transaction, user: CurrentUser, page: Page
+    tx: Transaction,
+    user: CurrentUser,
+    page: Page,
+    settings: AppSettings,
+    currency: CurrencyQuery = None,
 ) -> WalletTransactionPage:
-    """The caller's wallet movements, newest first."""
+    """The caller's wallet movements in one currency, newest first."""
     lines = await service.list_wallet_transactions(
-        tx, user.id, limit=page.limit + 1, before=_before(page.cursor)
+        tx,
+        user.id,
+        currency=currency or settings.currency,
+        limit=page.limit + 1,
+        before=_before(page.cursor),
     )
     more = len(lines) > page.limit
     lines = lines[: page.limit]
@@ -70,43 +98,42 @@ async def list_wallet_transactions(
     "/admin/credits",
     status_code=201,
     response_model=CreditGrantRead,
+    dependencies=[IDEMPOTENT],
     responses={
         200: {"model": CreditGrantRead, "description": "The same grant again: no second credit"},
-        **responses_for(errors.NotFound, TransactionIdReused, CurrencyMismatch),
+        **responses_for(errors.NotFound, errors.TransactionIdReused),
     },
 )
 async def grant_credits(
     data: CreditGrantCreate,
     tx: Transaction,
     user: AdminUser,
-    idempotency: Idempotency,
     origin: Origin,
+    settings: AppSettings,
 ) -> Response:
     """Credit a wallet: 201 the first time, 200 with the same grant for the same transaction_id."""
-
-    async def grant() -> Response:
-        posted = await service.grant_credits_audited(
-            tx,
-            origin.with_actor(user.id, user.role),
-            user_id=data.user_id,
-            amount_cents=data.amount_cents,
-            transaction_id=data.transaction_id,
-            reason=data.reason,
-        )
-        grant = posted.transaction
-        body = CreditGrantRead(
-            id=grant.id,
-            transaction_id=grant.external_id,
-            user_id=data.user_id,
-            amount_cents=grant.amount_cents,
-            currency=grant.currency,
-            reason=grant.reason,
-            created_at=grant.created_at,
-        )
-        return Response(
-            body.model_dump_json(),
-            status_code=201 if posted.created else 200,
-            media_type="application/json",
-        )
-
-    return await idempotency.run(tx, principal=str(user.id), operation=grant)
+    posted = await service.grant_credits_audited(
+        tx,
+        origin.with_actor(user.id, user.role),
+        user_id=data.user_id,
+        amount_cents=data.amount_cents,
+        transaction_id=data.transaction_id,
+        reason=data.reason,
+        currency=data.currency or settings.currency,
+    )
+    grant = posted.transaction
+    body = CreditGrantRead(
+        id=grant.id,
+        transaction_id=grant.external_id,
+        user_id=data.user_id,
+        amount_cents=grant.amount_cents,
+        currency=grant.currency,
+        reason=grant.reason,
+        created_at=grant.created_at,
+    )
+    # 201 the first time, 200 for the same grant again: the status is the answer.
+    return Response(
+        body.model_dump_json(),
+        status_code=201 if posted.created else 200,
+        media_type="application/json",
+    )

@@ -33,7 +33,7 @@ from orderly.core.schema import Base
 
 
 class LedgerAccount(Base):
-    """A wallet (one per user) or a system account (one per kind and currency)."""
+    """A wallet (one per user and currency) or a system account (one per kind and currency)."""
 
     __tablename__ = "ledger_account"
     __table_args__ = (
@@ -45,9 +45,11 @@ class LedgerAccount(Base):
             "wallet_shape",
         ),
         CheckConstraint("balance_cents >= 0", "balance_not_negative"),
+        # One wallet per user and currency (migration 0007; before it, one per user).
         Index(
-            "uq_ledger_account_wallet_user",
+            "uq_ledger_account_wallet_user_currency",
             "user_id",
+            "currency",
             unique=True,
             postgresql_where=text("kind = 'wallet'"),
         ),
@@ -75,6 +77,8 @@ class LedgerTransaction(Base):
 
     __tablename__ = "ledger_transaction"
     __table_args__ = (
+        # Analytics reads money movements by the day they happened (migration 0007).
+        Index("ix_ledger_transaction_created_at", "created_at"),
         UniqueConstraint("kind", "external_id", name="uq_ledger_transaction_kind_external_id"),
         CheckConstraint(
             "kind IN ('grant', 'payment', 'refund', 'card_payment', 'card_refund', 'correction')",

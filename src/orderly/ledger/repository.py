@@ -85,7 +85,7 @@ def _tx(row: asyncpg.Record) -> TransactionRow:
 
 
 async def ensure_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow:
-    """The user's wallet, created with a zero balance in *currency* if missing."""
+    """The user's wallet in *currency*, created with a zero balance if missing."""
     await tx.execute(
         """INSERT INTO ledger_account (id, kind, currency, user_id, balance_cents)
            VALUES ($1, 'wallet', $2, $3, 0) ON CONFLICT DO NOTHING""",
@@ -93,19 +93,30 @@ async def ensure_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow:
         currency,
         user_id,
     )
-    wallet = await get_wallet(tx, user_id)
+    wallet = await get_wallet(tx, user_id, currency)
     assert wallet is not None
     return wallet
 
 
-async def get_wallet(tx: Tx, user_id: uuid.UUID) -> WalletRow | None:
-    """The user's wallet, or None if they never had one."""
+async def get_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow | None:
+    """The user's wallet in *currency*, or None if they never had one."""
     row = await tx.fetchrow(
         """SELECT id, user_id, currency, balance_cents FROM ledger_account
-            WHERE kind = 'wallet' AND user_id = $1""",
+            WHERE kind = 'wallet' AND user_id = $1 AND currency = $2""",
         user_id,
+        currency,
     )
     return WalletRow(**dict(row)) if row is not None else None
+
+
+async def list_wallets(tx: Tx, user_id: uuid.UUID) -> list[WalletRow]:
+    """Every wallet of the user, by currency."""
+    rows = await tx.fetch(
+        """SELECT id, user_id, currency, balance_cents FROM ledger_account
+            WHERE kind = 'wallet' AND user_id = $1 ORDER BY currency""",
+        user_id,
+    )
+    return [WalletRow(**dict(row)) for row in rows]
 
 
 async def wallet_statement(

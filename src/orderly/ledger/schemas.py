@@ -8,6 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""An ISO 4217 code in capitals (``USD``, ``EUR``)."""
+
 # Bounded so one typo cannot mint billions; larger grants are several transactions.
 MAX_GRANT_CENTS = 100_000_000
 
@@ -17,6 +20,12 @@ class WalletRead(BaseModel):
 
     balance_cents: int
     currency: str
+
+
+class WalletList(BaseModel):
+    """Every wallet the caller holds, one per currency."""
+
+    data: list[WalletRead]
 
 
 class WalletTransactionRead(BaseModel):
@@ -48,6 +57,7 @@ class CreditGrantCreate(BaseModel):
     amount_cents: int = Field(gt=0, le=MAX_GRANT_CENTS, strict=True)
     transaction_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    currency: Currency | None = None
 
 
 class CreditGrantRead(BaseModel):

@@ -8,6 +8,11 @@ never commit: the request or job that calls them owns the transaction.
 Sign convention: entries are signed so each transaction sums to zero. Wallets
 and revenue grow with positive entries; ``credits_issued`` and
 ``card_clearing`` are their counterparts and run negative.
+
+A customer holds one wallet per currency, opened by the first credit in it;
+money never moves between currencies, and an order is paid only from the
+wallet in its own currency. Callers name the currency: the API passes the
+shop's ``ORDERLY_CURRENCY`` when the client names none.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from orderly import errors
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core.db import Tx
+from orderly.errors import InsufficientFunds, TransactionIdReused
 from orderly.ledger import repository as repo
-from orderly.ledger.errors import CurrencyMismatch, InsufficientFunds, TransactionIdReused
 from orderly.ledger.repository import StatementLine
 
 WALLET_CURRENCY = "USD"
@@ -88,6 +93,10 @@ def _check_amount(amount_cents: int, currency: str) -> None:
         raise errors.InvalidInput(
             "amount must be a positive integer of minor units", field="amount_cents"
         )
+    _check_currency(currency)
+
+
+def _check_currency(currency: str) -> None:
     if not _CURRENCY.match(currency):
         raise errors.InvalidInput("currency must be an ISO 4217 code like USD", field="currency")
 
@@ -103,24 +112,39 @@ async def get_or_create_wallet(
     return Wallet(row.user_id, row.balance_cents, row.currency)
 
 
-async def get_wallet(tx: Tx, user_id: uuid.UUID) -> Wallet:
-    """The user's wallet; a user who never had credits reads as an empty wallet (no write)."""
-    row = await repo.get_wallet(tx, user_id)
+async def get_wallet(tx: Tx, user_id: uuid.UUID, currency: str = WALLET_CURRENCY) -> Wallet:
+    """The user's wallet in *currency*; one never credited reads as empty (nothing is written)."""
+    _check_currency(currency)
+    row = await repo.get_wallet(tx, user_id, currency)
     if row is None:
-        return Wallet(user_id, 0, WALLET_CURRENCY)
+        return Wallet(user_id, 0, currency)
     return Wallet(row.user_id, row.balance_cents, row.currency)
 
 
-async def balance(tx: Tx, user_id: uuid.UUID) -> int:
-    """The wallet balance in minor units (0 without a wallet)."""
-    return (await get_wallet(tx, user_id)).balance_cents
+async def list_wallets(tx: Tx, user_id: uuid.UUID) -> list[Wallet]:
+    """Every wallet the user holds, one per currency, ordered by currency."""
+    return [
+        Wallet(row.user_id, row.balance_cents, row.currency)
+        for row in await repo.list_wallets(tx, user_id)
+    ]
+
+
+async def balance(tx: Tx, user_id: uuid.UUID, currency: str = WALLET_CURRENCY) -> int:
+    """The wallet balance in *currency*, in minor units (0 without a wallet)."""
+    return (await get_wallet(tx, user_id, currency)).balance_cents
 
 
 async def list_wallet_transactions(
-    tx: Tx, user_id: uuid.UUID, *, limit: int = 20, before: int | None = None
+    tx: Tx,
+    user_id: uuid.UUID,
+    *,
+    currency: str = WALLET_CURRENCY,
+    limit: int = 20,
+    before: int | None = None,
 ) -> list[StatementLine]:
-    """The wallet's movements newest first; pass the last ``entry_id`` as *before* for more."""
-    wallet = await repo.get_wallet(tx, user_id)
+    """The *currency* wallet's movements newest first; pass the last ``entry_id`` as *before*."""
+    _check_currency(currency)
+    wallet = await repo.get_wallet(tx, user_id, currency)
     if wallet is None:
         return []
     return await repo.wallet_statement(tx, wallet.id, limit=limit, before_entry=before)
@@ -137,6 +161,7 @@ async def grant_credits_audited(
     amount_cents: int,
     transaction_id: str,
     reason: str,
+    currency: str = WALLET_CURRENCY,
 ) -> Posted:
     """An admin's grant (see :func:`grant_credits`), audited the one time it credits."""
     posted = await grant_credits(
@@ -146,6 +171,7 @@ async def grant_credits_audited(
         transaction_id=transaction_id,
         reason=reason,
         actor_id=context.actor_id,
+        currency=currency,
     )
     if posted.created:
         await audit.record(
@@ -200,9 +226,8 @@ async def grant_credits(
             return Posted(result.inserted, True, result.balance_cents)
         # A concurrent grant with this id committed first (the insert waited for it).
         existing = await repo.find_transaction(tx, GRANT, transaction_id)
-        if existing is None:
-            await _raise_wallet_currency(tx, user_id, currency)
-            raise AssertionError("grant neither written nor found")  # pragma: no cover
+        if existing is None:  # pragma: no cover - the wallet was just ensured
+            raise AssertionError("grant neither written nor found")
     same = (existing.user_id, existing.amount_cents, existing.currency, existing.reason) == (
         user_id,
         amount_cents,
@@ -227,10 +252,10 @@ async def pay_from_wallet(
 ) -> Posted:
     """Debit the wallet and credit revenue in one ledger transaction, once per *reference*.
 
-    Raises :class:`InsufficientFunds` (nothing written, the transaction stays usable)
-    when the wallet holds less; :class:`CurrencyMismatch` when the wallet is in
-    another currency; :class:`TransactionIdReused` when *reference* was paid with
-    other values. A repeat with the same values returns the first payment.
+    Only the wallet in *currency* pays. Raises :class:`InsufficientFunds`
+    (nothing written, the transaction stays usable) when it holds less or does not
+    exist; :class:`TransactionIdReused` when *reference* was paid with other
+    values. A repeat with the same values returns the first payment.
     """
     _check_amount(amount_cents, currency)
     result = await repo.post_wallet(
@@ -255,8 +280,6 @@ async def pay_from_wallet(
         ):
             raise TransactionIdReused(f"payment {reference!r} was already made with other values")
         return Posted(existing, False)
-    if not result.wallet_found:
-        await _raise_wallet_currency(tx, user_id, currency)
     raise InsufficientFunds(
         f"the wallet holds {result.balance_cents or 0} {currency} minor units, "
         f"{amount_cents} are needed"
@@ -357,12 +380,6 @@ async def _ensure_wallet_for(tx: Tx, user_id: uuid.UUID, currency: str) -> None:
         await repo.ensure_wallet(tx, user_id, currency)
     except ForeignKeyViolationError:
         raise errors.NotFound("no such user") from None
-
-
-async def _raise_wallet_currency(tx: Tx, user_id: uuid.UUID, currency: str) -> None:
-    wallet = await repo.get_wallet(tx, user_id)
-    if wallet is not None and wallet.currency != currency:
-        raise CurrencyMismatch(f"the wallet is kept in {wallet.currency}, not {currency}")
 
 
 # ---------------------------------------------------------------- verification

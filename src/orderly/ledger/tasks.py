@@ -45,7 +45,11 @@ def publish(report: LedgerReport) -> None:
     LEDGER_RECONCILED_AT.set(time.time())
 
 
-@task("ledger.reconcile", schedule="*/5 * * * *", retry=RetryPolicy(max_attempts=3), timeout=300)
+RECONCILE = "ledger.reconcile"
+"""Job name: the periodic check of every ledger invariant."""
+
+
+@task(RECONCILE, schedule="*/5 * * * *", retry=RetryPolicy(max_attempts=3), timeout=300)
 async def reconcile(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Verify every ledger invariant and publish the result; violations page someone."""
     report = await check_ledger(ctx.tx)

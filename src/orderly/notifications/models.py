@@ -9,6 +9,9 @@ from sqlalchemy import CheckConstraint, DateTime, Integer, String, Text, Uuid, f
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orderly.core.schema import Base
+from orderly.notifications.schemas import Channel
+
+_CHANNELS = ", ".join(f"'{channel.value}'" for channel in Channel)
 
 
 class Notification(Base):
@@ -20,7 +23,7 @@ class Notification(Base):
     """
 
     __tablename__ = "notification"
-    __table_args__ = (CheckConstraint("channel IN ('email', 'webhook')", name="channel"),)
+    __table_args__ = (CheckConstraint(f"channel IN ({_CHANNELS})", name="channel"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     event_key: Mapped[str] = mapped_column(String(255), unique=True)

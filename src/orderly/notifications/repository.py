@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orderly.core.db import Tx
+from orderly.notifications.schemas import Channel
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +16,7 @@ class NotificationRow:
 
     id: uuid.UUID
     event_key: str
-    channel: str
+    channel: Channel
     recipient: str
     subject: str | None
     message_id: str
@@ -29,7 +30,7 @@ async def claim(
     tx: Tx,
     *,
     event_key: str,
-    channel: str,
+    channel: Channel,
     recipient: str,
     subject: str | None,
     message_id: str,
@@ -83,7 +84,7 @@ async def get(tx: Tx, event_key: str) -> NotificationRow | None:
     return NotificationRow(
         id=row["id"],
         event_key=row["event_key"],
-        channel=row["channel"],
+        channel=Channel(row["channel"]),
         recipient=row["recipient"],
         subject=row["subject"],
         message_id=row["message_id"],

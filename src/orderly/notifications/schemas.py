@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orderly.notifications.webhooks import WAREHOUSE
+
+
+class Channel(StrEnum):
+    """How a notification leaves orderly (``notification.channel``)."""
+
+    email = "email"
+    webhook = "webhook"
+
 
 EventKey = Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")
 

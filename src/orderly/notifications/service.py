@@ -29,7 +29,7 @@ from orderly.core.db import Tx
 from orderly.core.telemetry import get_logger
 from orderly.notifications import repository
 from orderly.notifications.mailer import Email, Mailer, compose, message_id_for
-from orderly.notifications.schemas import EmailJob, WebhookJob
+from orderly.notifications.schemas import Channel, EmailJob, WebhookJob
 from orderly.notifications.webhooks import (
     WAREHOUSE,
     WebhookEvent,
@@ -85,7 +85,7 @@ async def send_email(
     claimed = await repository.claim(
         tx,
         event_key=job.event_key,
-        channel="email",
+        channel=Channel.email,
         recipient=job.to,
         subject=job.subject,
         message_id=message_id_for(job.event_key, sender),
@@ -93,7 +93,7 @@ async def send_email(
         attempt=attempt,
     )
     if not claimed:
-        log.info("notification_already_sent", event_key=job.event_key, channel="email")
+        log.info("notification_already_sent", event_key=job.event_key, channel=Channel.email)
         return False
     await mailer.send(message)
     await repository.mark_sent(tx, event_key=job.event_key)
@@ -113,7 +113,7 @@ async def deliver_webhook(
     claimed = await repository.claim(
         tx,
         event_key=job.event_key,
-        channel="webhook",
+        channel=Channel.webhook,
         recipient=receiver.name,
         subject=job.event_type,
         message_id=webhook_id_for(job.event_key),
@@ -121,7 +121,7 @@ async def deliver_webhook(
         attempt=attempt,
     )
     if not claimed:
-        log.info("notification_already_sent", event_key=job.event_key, channel="webhook")
+        log.info("notification_already_sent", event_key=job.event_key, channel=Channel.webhook)
         return False
     delivery = await sender.deliver(receiver, event)
     await repository.mark_sent(tx, event_key=job.event_key, response_status=delivery.status_code)

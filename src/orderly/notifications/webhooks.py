@@ -174,12 +174,6 @@ def receivers_from(settings: Settings) -> dict[str, Receiver]:
 # ---------------------------------------------------------------- inbound
 
 
-class InvalidWebhookSignature(errors.Unauthorized):
-    """A callback's signature or timestamp did not verify."""
-
-    title = "Invalid webhook signature"
-
-
 @dataclasses.dataclass(frozen=True)
 class VerifiedWebhook:
     """A callback whose signature verified: its id (for dedupe), time and JSON payload."""
@@ -197,7 +191,7 @@ def verify_webhook(
     tolerance: timedelta = DEFAULT_TOLERANCE,
     now: datetime | None = None,
 ) -> VerifiedWebhook:
-    """Verify a Standard Webhooks request; raise :class:`InvalidWebhookSignature` (401) if not.
+    """Verify a Standard Webhooks request; raise ``InvalidWebhookSignature`` (401) if not.
 
     Checks, in order: the three headers exist, the timestamp is within
     *tolerance* of *now* (replayed captures expire), and one ``v1`` signature
@@ -208,22 +202,24 @@ def verify_webhook(
     stamp = lowered.get("webhook-timestamp")
     signatures = lowered.get("webhook-signature")
     if not (webhook_id and stamp and signatures):
-        raise InvalidWebhookSignature("Missing webhook-id, webhook-timestamp or webhook-signature.")
+        raise errors.InvalidWebhookSignature(
+            "Missing webhook-id, webhook-timestamp or webhook-signature."
+        )
     try:
         timestamp = datetime.fromtimestamp(int(stamp), UTC)
     except (ValueError, OverflowError, OSError):
-        raise InvalidWebhookSignature("Malformed webhook-timestamp.") from None
+        raise errors.InvalidWebhookSignature("Malformed webhook-timestamp.") from None
     current = now or datetime.now(UTC)
     if abs(current - timestamp) > tolerance:
-        raise InvalidWebhookSignature("webhook-timestamp is outside the allowed tolerance.")
+        raise errors.InvalidWebhookSignature("webhook-timestamp is outside the allowed tolerance.")
     raw_secret = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
     try:
         expected = Webhook(raw_secret).sign(webhook_id, timestamp, body.decode("utf-8"))
     except UnicodeDecodeError:
-        raise InvalidWebhookSignature("Body is not UTF-8.") from None
+        raise errors.InvalidWebhookSignature("Body is not UTF-8.") from None
     expected_bytes = base64.b64decode(expected.partition(",")[2])
     if not any(_matches(candidate, expected_bytes) for candidate in signatures.split()):
-        raise InvalidWebhookSignature("No matching webhook signature.")
+        raise errors.InvalidWebhookSignature("No matching webhook signature.")
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -3,30 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import ValidationError
-from starlette.responses import Response
 
 from orderly import errors
 from orderly.accounts.schemas import Principal, Role
-from orderly.api.auth import PUBLIC, CurrentUser, Origin, RateLimits, SecurityRuntime, StaffUser
+from orderly.api.auth import PUBLIC, CurrentUser, Origin, StaffUser
 from orderly.api.auth import require_roles as roles
 from orderly.api.deps import (
     AppSettings,
     Page,
+    SecurityRuntime,
     StripeGatewayDep,
     Transaction,
     keyset_after,
     keyset_cursor,
 )
-from orderly.api.idempotency import Idempotency
+from orderly.api.idempotency import IDEMPOTENT, IdempotencyKey
 from orderly.api.problems import responses_for
-from orderly.core.jobs import QueueDepthMonitor
-from orderly.core.telemetry import LOAD_SHED
-from orderly.ledger.errors import InsufficientFunds
+from orderly.api.routing import SHED_ORDERS, domain_router, rate_limited
 from orderly.notifications.webhooks import verify_webhook
 from orderly.orders import actions, service
 from orderly.orders.schemas import (
@@ -38,27 +35,20 @@ from orderly.orders.schemas import (
     PaymentCreate,
     WarehouseEvent,
 )
-from orderly.payments.errors import CardDeclined
 
-router = APIRouter(tags=["orders"])
+router = domain_router(tags=["orders"])
 CustomerUser = Annotated[Principal, Depends(roles(Role.customer))]
-
-
-async def _admit(request: Request, settings: AppSettings) -> AsyncIterator[None]:
-    """Shed new orders while the job queue is over its limit (503 before any work)."""
-    monitor: QueueDepthMonitor = request.app.state.queue_monitor
-    if await monitor.depth() >= settings.max_queue_depth:
-        LOAD_SHED.labels("orders").inc()
-        raise errors.Overloaded(5, "The order queue is full; retry shortly.")
-    yield
-    monitor.note_enqueued(1)
 
 
 @router.post(
     "/orders",
     status_code=201,
     response_model=OrderRead,
-    dependencies=[Depends(_admit, scope="function")],
+    dependencies=[
+        IDEMPOTENT,
+        rate_limited("orders", lambda settings: settings.order_rate_limit),
+        SHED_ORDERS,
+    ],
     responses=responses_for(
         errors.OutOfStock,
         errors.RateLimited,
@@ -68,22 +58,10 @@ async def _admit(request: Request, settings: AppSettings) -> AsyncIterator[None]
     ),
 )
 async def place_order(
-    data: OrderCreate,
-    tx: Transaction,
-    user: CustomerUser,
-    idempotency: Idempotency,
-    limits: RateLimits,
-    security: SecurityRuntime,
-) -> Response:
+    data: OrderCreate, tx: Transaction, user: CustomerUser, security: SecurityRuntime
+) -> OrderRead:
     """Place an order: stock is reserved in the same transaction, or 409 out_of_stock."""
-    rate = await limits.limiter.enforce(security.settings.order_rate_limit, "orders", str(user.id))
-    return await idempotency.run(
-        tx,
-        principal=str(user.id),
-        operation=lambda: service.place(tx, user.id, data, security.cipher),
-        status_code=201,
-        headers=rate.headers(),
-    )
+    return await service.place(tx, user.id, data, security.cipher)
 
 
 @router.get("/orders", responses=responses_for(errors.Unauthorized))
@@ -121,8 +99,8 @@ async def get_order(
     responses=responses_for(
         errors.NotFound,
         errors.Conflict,
-        InsufficientFunds,
-        CardDeclined,
+        errors.InsufficientFunds,
+        errors.CardDeclined,
         errors.Unavailable,
         errors.IdempotencyKeyInUse,
     ),
@@ -132,75 +110,56 @@ async def pay_order(
     data: PaymentCreate,
     tx: Transaction,
     user: CustomerUser,
-    idempotency: Idempotency,
+    idempotency_key: IdempotencyKey,
     gateway: StripeGatewayDep,
-) -> Response:
+) -> OrderRead:
     """Pay a pending order with credits (402 insufficient_funds) or a card (402 card_declined)."""
-
-    card = data.payment_method if isinstance(data, CardPayment) else None
-    return await idempotency.run(
+    return await actions.pay_order(
         tx,
-        principal=str(user.id),
-        operation=lambda: actions.pay_order(
-            tx,
-            gateway,
-            order_id,
-            customer_id=user.id,
-            card_payment_method=card,
-            idempotency_key=idempotency.key,
-        ),
-        status_code=200,
+        gateway,
+        order_id,
+        customer_id=user.id,
+        card_payment_method=data.payment_method if isinstance(data, CardPayment) else None,
+        idempotency_key=idempotency_key,
     )
 
 
 @router.post(
     "/orders/{order_id}/cancel",
     response_model=OrderRead,
+    dependencies=[IDEMPOTENT],
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Unavailable),
 )
 async def cancel_order(
     order_id: uuid.UUID,
     tx: Transaction,
     user: CurrentUser,
-    idempotency: Idempotency,
     origin: Origin,
     gateway: StripeGatewayDep,
-) -> Response:
+) -> OrderRead:
     """Cancel a pending or paid order: stock returns, a paid order is refunded."""
-
     context = origin.with_actor(user.id, user.role)
-    return await idempotency.run(
-        tx,
-        principal=str(user.id),
-        operation=lambda: actions.cancel_order(
-            tx, gateway, order_id, context=context, sees_all=user.is_staff
-        ),
-        status_code=200,
+    return await actions.cancel_order(
+        tx, gateway, order_id, context=context, sees_all=user.is_staff
     )
 
 
 @router.post(
     "/orders/{order_id}/refund",
     response_model=OrderRead,
+    dependencies=[IDEMPOTENT],
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Unavailable),
 )
 async def refund_order(
     order_id: uuid.UUID,
     tx: Transaction,
     user: StaffUser,
-    idempotency: Idempotency,
     origin: Origin,
     gateway: StripeGatewayDep,
-) -> Response:
+) -> OrderRead:
     """Refund a paid or fulfilled order (staff): credits back to the wallet or a card refund."""
-
     context = origin.with_actor(user.id, user.role)
-    return await idempotency.run(
-        tx,
-        principal=str(user.id),
-        operation=lambda: actions.refund_order(tx, gateway, order_id, context=context),
-        status_code=200,
-    )
+    return await actions.refund_order(tx, gateway, order_id, context=context)
 
 
 @router.post(

@@ -23,6 +23,15 @@ class OrderStatus(StrEnum):
     refunded = "refunded"
 
 
+class OrderEmailKind(StrEnum):
+    """Why the customer gets an e-mail about an order (``orders.send_order_email``)."""
+
+    confirmation = "confirmation"
+    payment = "payment"
+    cancellation = "cancellation"
+    refund = "refund"
+
+
 class PaymentMethod(StrEnum):
     """How an order was paid."""
 

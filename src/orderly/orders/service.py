@@ -27,6 +27,7 @@ from orderly.orders.repository import Order, OrderLine
 from orderly.orders.schemas import (
     TRANSITIONS,
     OrderCreate,
+    OrderEmailKind,
     OrderLineRead,
     OrderRead,
     OrderStatus,
@@ -38,9 +39,12 @@ from orderly.payments.gateway import StripeGateway
 
 log = get_logger(__name__)
 
-EMAIL_TASK = "orders.send_order_email"
-WAREHOUSE_TASK = "orders.notify_warehouse"
-SETTLE_TASK = "orders.settle_card_payment"
+# The orders domain's job names (tasks in orders/tasks.py); other domains import these.
+SEND_ORDER_EMAIL = "orders.send_order_email"
+NOTIFY_WAREHOUSE = "orders.notify_warehouse"
+SETTLE_CARD_PAYMENT = "orders.settle_card_payment"
+"""Enqueued by the payments domain when a Stripe webhook recorded a charge our request did not."""
+REENCRYPT_ADDRESSES = "orders.reencrypt_addresses"
 
 
 def _address_context(order_id: uuid.UUID) -> str:
@@ -111,7 +115,9 @@ async def place(tx: Tx, user_id: uuid.UUID, data: OrderCreate, cipher: FieldCiph
         quantities=[quantity for _, quantity in lines],
         unit_prices=prices,
     )
-    await enqueue(tx, EMAIL_TASK, {"order_id": str(order_id), "kind": "confirmation"})
+    await enqueue(
+        tx, SEND_ORDER_EMAIL, {"order_id": str(order_id), "kind": OrderEmailKind.confirmation}
+    )
     ORDER_EVENTS.labels("placed").inc()
     log.info("order_placed", order_id=str(order_id), total_cents=total, lines=len(lines))
     return OrderRead(
@@ -304,8 +310,8 @@ async def mark_paid(
         payment_method=payment_method,
     )
     order_id = str(order.id)
-    await enqueue(tx, EMAIL_TASK, {"order_id": order_id, "kind": "payment"})
-    await enqueue(tx, WAREHOUSE_TASK, {"order_id": order_id})
+    await enqueue(tx, SEND_ORDER_EMAIL, {"order_id": order_id, "kind": OrderEmailKind.payment})
+    await enqueue(tx, NOTIFY_WAREHOUSE, {"order_id": order_id})
 
 
 async def cancel(
@@ -326,7 +332,9 @@ async def cancel(
     await catalog_service.release_for_order(tx, order.id, _lines(order.items), actor_id=actor_id)
     if previous == OrderStatus.paid:
         await refund_payment(tx, gateway, order, actor_id=actor_id, reason="order cancelled")
-    await enqueue(tx, EMAIL_TASK, {"order_id": str(order.id), "kind": "cancellation"})
+    await enqueue(
+        tx, SEND_ORDER_EMAIL, {"order_id": str(order.id), "kind": OrderEmailKind.cancellation}
+    )
     return previous
 
 
@@ -346,7 +354,7 @@ async def refund(
             tx, order.id, _lines(order.items), actor_id=actor_id
         )
     await refund_payment(tx, gateway, order, actor_id=actor_id, reason="order refunded")
-    await enqueue(tx, EMAIL_TASK, {"order_id": str(order.id), "kind": "refund"})
+    await enqueue(tx, SEND_ORDER_EMAIL, {"order_id": str(order.id), "kind": OrderEmailKind.refund})
     return previous
 
 

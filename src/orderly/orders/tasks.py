@@ -8,7 +8,7 @@ once per event key (notifications service), whatever the retries.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,17 +25,28 @@ from orderly.notifications.webhooks import WebhookSender
 from orderly.orders import repository
 from orderly.orders import service as orders_service
 from orderly.orders.repository import Order
+from orderly.orders.schemas import OrderEmailKind
 
 log = get_logger(__name__)
 
 EMAIL_RETRY = RetryPolicy(max_attempts=12, base_delay=5.0, max_delay=1800.0)
 WEBHOOK_RETRY = RetryPolicy(max_attempts=14, base_delay=5.0, max_delay=3600.0)
 
-_SUBJECTS = {
-    "confirmation": "We received your order {short}",
-    "payment": "Payment received for order {short}",
-    "cancellation": "Your order {short} was cancelled",
-    "refund": "Your order {short} was refunded",
+# Subject and opening line of each kind of order e-mail ({id}: the order id).
+_WORDING: dict[OrderEmailKind, tuple[str, str]] = {
+    OrderEmailKind.confirmation: (
+        "We received your order {id}",
+        "Thank you for your order {id}.",
+    ),
+    OrderEmailKind.payment: (
+        "Payment received for order {id}",
+        "We received the payment for your order {id}.",
+    ),
+    OrderEmailKind.cancellation: (
+        "Your order {id} was cancelled",
+        "Your order {id} was cancelled; any payment is refunded.",
+    ),
+    OrderEmailKind.refund: ("Your order {id} was refunded", "Your order {id} was refunded."),
 }
 
 
@@ -45,7 +56,7 @@ class OrderEmail(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: uuid.UUID
-    kind: Literal["confirmation", "payment", "cancellation", "refund"]
+    kind: OrderEmailKind
 
 
 class OrderRef(BaseModel):
@@ -61,30 +72,21 @@ def _money(cents: int, currency: str) -> str:
 
 
 def render_email(
-    order: Order, kind: str, name: str | None, products: dict[str, str]
+    order: Order, kind: OrderEmailKind, name: str | None, products: dict[str, str]
 ) -> tuple[str, str]:
     """Subject and plain-text body of an order e-mail (*products* maps ids to names)."""
-    short = str(order.id)
-    lines = [f"Hello {name}," if name else "Hello,", ""]
-    if kind == "confirmation":
-        lines.append(f"Thank you for your order {order.id}.")
-    elif kind == "payment":
-        lines.append(f"We received the payment for your order {order.id}.")
-    elif kind == "cancellation":
-        lines.append(f"Your order {order.id} was cancelled; any payment is refunded.")
-    else:
-        lines.append(f"Your order {order.id} was refunded.")
-    lines.append("")
+    subject, opening = _WORDING[kind]
+    lines = [f"Hello {name}," if name else "Hello,", "", opening.format(id=order.id), ""]
     for item in order.items:
         unit = _money(item.unit_price_cents, order.currency)
         label = products.get(str(item.product_id), str(item.product_id))
         lines.append(f"  {item.quantity} x {label}  @ {unit}")
     total = _money(order.total_cents, order.currency)
     lines += ["", f"Total: {total}", "", "orderly", ""]
-    return _SUBJECTS[kind].format(short=short), "\n".join(lines)
+    return subject.format(id=order.id), "\n".join(lines)
 
 
-@task(orders_service.EMAIL_TASK, retry=EMAIL_RETRY, timeout=60)
+@task(orders_service.SEND_ORDER_EMAIL, retry=EMAIL_RETRY, timeout=60)
 async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
     """E-mail the customer about their order (confirmation, payment or cancellation)."""
     job = OrderEmail.model_validate(payload)
@@ -111,7 +113,7 @@ async def send_order_email(ctx: JobContext, payload: dict[str, Any]) -> None:
     )
 
 
-@task(orders_service.WAREHOUSE_TASK, retry=WEBHOOK_RETRY, timeout=60)
+@task(orders_service.NOTIFY_WAREHOUSE, retry=WEBHOOK_RETRY, timeout=60)
 async def notify_warehouse(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Tell the warehouse a paid order is ready to ship (Standard Webhooks, signed)."""
     job = OrderRef.model_validate(payload)
@@ -153,7 +155,7 @@ class CardSettlement(BaseModel):
     reference: str
 
 
-@task(orders_service.SETTLE_TASK, retry=RetryPolicy(max_attempts=8, base_delay=2.0))
+@task(orders_service.SETTLE_CARD_PAYMENT, retry=RetryPolicy(max_attempts=8, base_delay=2.0))
 async def settle_card_payment(ctx: JobContext, payload: dict[str, Any]) -> None:
     """Mark the order paid for a card charge Stripe confirmed after our request gave up."""
     job = CardSettlement.model_validate(payload)
@@ -164,7 +166,7 @@ async def settle_card_payment(ctx: JobContext, payload: dict[str, Any]) -> None:
 REENCRYPT_BATCH = 500
 
 
-@task("orders.reencrypt_addresses", schedule="23 * * * *", timeout=300)
+@task(orders_service.REENCRYPT_ADDRESSES, schedule="23 * * * *", timeout=300)
 async def reencrypt_addresses(ctx: JobContext, payload: dict[str, Any]) -> None:
     """After a key rotation, move shipping addresses to the newest key, a batch at a time.
 
@@ -177,7 +179,7 @@ async def reencrypt_addresses(ctx: JobContext, payload: dict[str, Any]) -> None:
     )
     log.info("addresses_reencrypted", rows=changed)
     if changed == batch:
-        await enqueue(ctx.tx, "orders.reencrypt_addresses", {"batch": batch})
+        await enqueue(ctx.tx, orders_service.REENCRYPT_ADDRESSES, {"batch": batch})
 
 
 TASKS = [send_order_email, notify_warehouse, settle_card_payment, reencrypt_addresses]

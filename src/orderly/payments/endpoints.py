@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from orderly import errors
 from orderly.api.auth import PUBLIC
 from orderly.api.deps import AppSettings, Transaction
 from orderly.api.problems import responses_for
+from orderly.api.routing import domain_router
+from orderly.orders.service import SETTLE_CARD_PAYMENT
 from orderly.payments import service
-from orderly.payments.errors import InvalidWebhookSignature
 
-router = APIRouter(tags=["payments"])
-
-# Enqueued (by name: jobs cross domains by name only) when a webhook records a
-# payment our own request never recorded, so the orders domain settles the order.
-RECONCILED_TASK = "orders.settle_card_payment"
+router = domain_router(tags=["payments"])
 
 
 @router.post(
     "/webhooks/stripe",
     dependencies=[PUBLIC],
-    responses=responses_for(InvalidWebhookSignature, errors.NotFound),
+    responses=responses_for(errors.InvalidWebhookSignature, errors.NotFound),
 )
 async def stripe_webhook(
     request: Request, tx: Transaction, settings: AppSettings
@@ -34,6 +31,6 @@ async def stripe_webhook(
         payload=await request.body(),
         signature=request.headers.get("stripe-signature"),
         secret=settings.stripe_webhook_secret.get_secret_value(),
-        notify_task=RECONCILED_TASK,
+        notify_task=SETTLE_CARD_PAYMENT,  # the orders domain settles the order
     )
     return {"event_id": outcome.event_id, "outcome": outcome.outcome}

@@ -29,7 +29,7 @@ from orderly import errors
 from orderly.config import Settings
 from orderly.core.outbound import Breakers
 from orderly.core.telemetry import REGISTRY, get_logger
-from orderly.payments.errors import CardDeclined, PaymentIncomplete
+from orderly.errors import CardDeclined, PaymentIncomplete
 
 log = get_logger(__name__)
 

@@ -10,6 +10,9 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from orderly.core.schema import Base
+from orderly.payments.schemas import CardPaymentStatus
+
+_KNOWN = ", ".join(f"'{status.value}'" for status in CardPaymentStatus)
 
 
 class CardPayment(Base):
@@ -17,7 +20,7 @@ class CardPayment(Base):
 
     __tablename__ = "card_payment"
     __table_args__ = (
-        CheckConstraint("status IN ('succeeded', 'refunded')", "status"),
+        CheckConstraint(f"status IN ({_KNOWN})", "status"),
         CheckConstraint("amount_cents > 0", "amount_positive"),
     )
 

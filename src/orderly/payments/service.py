@@ -24,8 +24,8 @@ from orderly.core.db import Tx
 from orderly.core.telemetry import get_logger
 from orderly.ledger import service as ledger
 from orderly.payments import repository as repo
-from orderly.payments.errors import InvalidWebhookSignature
 from orderly.payments.gateway import IntentResult, StripeGateway
+from orderly.payments.schemas import CardPaymentStatus, StripeEventOutcome
 
 log = get_logger(__name__)
 
@@ -43,7 +43,7 @@ class CardPayment:
     payment_intent_id: str
     amount_cents: int
     currency: str
-    status: str
+    status: CardPaymentStatus
     refund_id: str | None
     created: bool = True
 
@@ -54,7 +54,7 @@ class WebhookOutcome:
 
     event_id: str
     type: str
-    outcome: str
+    outcome: StripeEventOutcome
     duplicate: bool = False
 
 
@@ -173,7 +173,7 @@ async def refund_card_payment(
     row = await repo.find_by_reference(tx, reference, for_update=True)
     if row is None:
         raise errors.NotFound(f"no card payment for {reference}")
-    if row.status == "refunded":
+    if row.status == CardPaymentStatus.refunded:
         return _payment(row, created=False)
     refund = await gateway.refund(
         payment_intent_id=row.payment_intent_id,
@@ -215,9 +215,9 @@ def verify_webhook(payload: bytes, signature: str | None, secret: str) -> dict[s
     try:
         event = stripe.Webhook.construct_event(payload, signature, secret)
     except stripe.SignatureVerificationError:
-        raise InvalidWebhookSignature("the Stripe signature does not verify") from None
+        raise errors.InvalidWebhookSignature("the Stripe signature does not verify") from None
     except ValueError:
-        raise InvalidWebhookSignature("the webhook payload is not a Stripe event") from None
+        raise errors.InvalidWebhookSignature("the webhook payload is not a Stripe event") from None
     data: dict[str, Any] = event.to_dict()
     return data
 
@@ -240,9 +240,9 @@ async def handle_webhook(
     event = verify_webhook(payload, signature, secret)
     event_id, event_type = str(event["id"]), str(event["type"])
     if not await repo.claim_event(tx, event_id, event_type):
-        return WebhookOutcome(event_id, event_type, "duplicate", duplicate=True)
+        return WebhookOutcome(event_id, event_type, StripeEventOutcome.duplicate, duplicate=True)
     obj: dict[str, Any] = event.get("data", {}).get("object", {})
-    outcome = "ignored"
+    outcome = StripeEventOutcome.ignored
     if event_type == "payment_intent.succeeded":
         outcome = await _on_intent_succeeded(tx, obj, notify_task)
     elif event_type == "charge.refunded":
@@ -252,7 +252,9 @@ async def handle_webhook(
     return WebhookOutcome(event_id, event_type, outcome)
 
 
-async def _on_intent_succeeded(tx: Tx, obj: dict[str, Any], notify_task: str | None) -> str:
+async def _on_intent_succeeded(
+    tx: Tx, obj: dict[str, Any], notify_task: str | None
+) -> StripeEventOutcome:
     intent = IntentResult(
         id=str(obj["id"]),
         status=str(obj.get("status", "succeeded")),
@@ -262,7 +264,7 @@ async def _on_intent_succeeded(tx: Tx, obj: dict[str, Any], notify_task: str | N
     )
     payment = await record_succeeded_intent(tx, intent)
     if payment is None:
-        return "not_ours"
+        return StripeEventOutcome.not_ours
     if payment.payment_intent_id != intent.id:
         # Two charges for one reference (say, two racing requests with different
         # keys): the second is not ours to keep. Flag it loudly for a refund.
@@ -272,26 +274,26 @@ async def _on_intent_succeeded(tx: Tx, obj: dict[str, Any], notify_task: str | N
             recorded=payment.payment_intent_id,
             payment_intent=intent.id,
         )
-        return "duplicate_charge"
+        return StripeEventOutcome.duplicate_charge
     if not payment.created:
-        return "already_recorded"
+        return StripeEventOutcome.already_recorded
     if notify_task:
         await jobs.enqueue(
             tx,
             notify_task,
             {"reference": payment.reference, "payment_intent_id": payment.payment_intent_id},
         )
-    return "reconciled"
+    return StripeEventOutcome.reconciled
 
 
-async def _on_charge_refunded(tx: Tx, obj: dict[str, Any]) -> str:
+async def _on_charge_refunded(tx: Tx, obj: dict[str, Any]) -> StripeEventOutcome:
     intent_id = obj.get("payment_intent")
     row = await repo.find_by_intent(tx, str(intent_id), for_update=True) if intent_id else None
     if row is None:
-        return "not_ours"
-    if row.status == "refunded":
-        return "already_recorded"
+        return StripeEventOutcome.not_ours
+    if row.status == CardPaymentStatus.refunded:
+        return StripeEventOutcome.already_recorded
     refunds = (obj.get("refunds") or {}).get("data") or [{}]
     await repo.mark_refunded(tx, row.id, str(refunds[0].get("id") or "external"))
     await ledger.record_card_refund(tx, reference=row.reference, reason="refunded at Stripe")
-    return "refund_recorded"
+    return StripeEventOutcome.refund_recorded

@@ -1,0 +1,1 @@
+"""Sales analytics served from summary tables the worker keeps up to date."""

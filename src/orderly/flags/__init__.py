@@ -1,0 +1,1 @@
+"""Feature flags in Unleash's client-API shape, evaluated in process; release plans and guard."""

@@ -1,0 +1,61 @@
+"""Start and stop progressive delivery in a process (composition roots call this).
+
+Every process: the flag runtime (snapshot kept fresh, outcomes flushed).
+HTTP processes: per-minute request counts for SLOs. Worker processes: the
+driver of release plans, guards and SLO fast-burn checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+from orderly.config import Settings
+from orderly.core.db import Database
+from orderly.flags import client
+from orderly.flags.runtime import FlagRuntime
+from orderly.flags.tasks import drive
+from orderly.incidents.slo import RequestCounter
+
+
+@dataclasses.dataclass
+class Delivery:
+    """What one process runs for flags, guards and SLOs."""
+
+    flags: FlagRuntime | None
+    requests: RequestCounter | None
+    driver: asyncio.Task[None] | None
+
+    async def stop(self) -> None:
+        """Stop everything started, flushing counts."""
+        if self.driver is not None:
+            self.driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.driver
+        if self.requests is not None:
+            await self.requests.stop()
+        if self.flags is not None:
+            client.uninstall(self.flags)
+            await self.flags.stop()
+
+
+async def start(
+    settings: Settings, database: Database, *, http: bool, drive_plans: bool
+) -> Delivery:
+    """Start the flag runtime (unless this process has one), request counting, the driver."""
+    flags: FlagRuntime | None = None
+    if client.runtime() is None:
+        flags = FlagRuntime(database, flush_seconds=settings.telemetry_flush_seconds)
+        await flags.start()
+        client.install(flags)
+    requests = None
+    if http:
+        requests = RequestCounter(database, flush_seconds=settings.telemetry_flush_seconds)
+        await requests.start()
+    driver = (
+        asyncio.create_task(drive(database, settings), name="orderly-flags-driver")
+        if drive_plans
+        else None
+    )
+    return Delivery(flags, requests, driver)

@@ -1,0 +1,1 @@
+"""Incidents (timeline, post-mortem), the Alertmanager receiver and SLOs from request counts."""

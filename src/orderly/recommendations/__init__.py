@@ -1,0 +1,1 @@
+"""Recommendations: built-in co-purchase and best-sellers, an optional external model."""
