@@ -16,9 +16,12 @@ the others still run):
               API draining the order jobs (the production shape);
 ``orders_serve``   the ``orders`` pass on ``orderly serve``: API and worker in one process;
 ``pay``       ``POST /v1/orders/{id}/pay`` with credits over HTTP, against the same
-              recorded transaction replayed on bare asyncpg (``benchmarks/ledger_pay.py``).
+              recorded transaction replayed on bare asyncpg (``benchmarks/ledger_pay.py``);
+``recommendations``  answer p50/p99 built in and with a hanging model
+              (``benchmarks/recommendations.py``);
+``rec_quality``  offline hit-rate@10, co-purchase vs popularity (``benchmarks/rec_quality.py``).
 
-The last three are not in the default set (``--phases all`` runs everything). No
+Only the first six are in the default set (``--phases all`` runs everything). No
 job worker runs during the plain HTTP passes: order jobs accumulate in the queue
 exactly as they do under pgbench (the queue-depth limit is raised so nothing is
 shed), and draining is measured on its own in ``jobs``. ``orders_worker`` and
@@ -51,7 +54,8 @@ from benchmarks.processes import HOST, ProcessGroup, RssSampler, clean_env, free
 
 PHASES = (
     "pgbench", "orders", "products", "jobs", "serve", "flags",
-    "orders_worker", "orders_serve", "pay", "analytics",
+    "orders_worker", "orders_serve", "pay", "analytics", "launch",
+    "recommendations", "rec_quality",
 )  # fmt: skip
 DEFAULT_PHASES = PHASES[:6]
 HTTP_PHASES = {"orders", "products", "pay"}
@@ -780,7 +784,7 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
     failed = False
     try:
         with _postgres(run):
-            needs_shop = {"pgbench", *HTTP_PHASES, *ORDER_PASSES} & set(config.phases)
+            needs_shop = {"pgbench", "launch", *HTTP_PHASES, *ORDER_PASSES} & set(config.phases)
             ok = _phase(run, "setup", lambda: _setup(run)) if needs_shop else True
             if ok and "pgbench" in config.phases:
                 _phase(run, "pgbench", lambda: _pgbench(run))
@@ -789,10 +793,22 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             for phase in ORDER_PASSES:
                 if ok and phase in config.phases:
                     _phase(run, phase, lambda phase=phase: _order_pass(run, phase))
+            if ok and "launch" in config.phases:  # benchmarks/launch.py
+                from benchmarks import launch
+
+                _phase(run, "launch", lambda: launch.run_phase(run))
             if "analytics" in config.phases:  # benchmarks/analytics.py
                 from benchmarks import analytics
 
                 _phase(run, "analytics", lambda: analytics.run_phase(run))
+            if "recommendations" in config.phases:  # benchmarks/recommendations.py
+                from benchmarks import recommendations
+
+                _phase(run, "recommendations", lambda: recommendations.run_phase(run))
+            if "rec_quality" in config.phases:  # benchmarks/rec_quality.py
+                from benchmarks import rec_quality
+
+                _phase(run, "rec_quality", lambda: rec_quality.run_phase(run))
             if "jobs" in config.phases:
                 if not any(name.endswith("_jobs") for name in run.databases):
                     _phase(run, "jobs_setup", lambda: _jobs_database(run))

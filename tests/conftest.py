@@ -90,6 +90,11 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
         "db_pool_size": 10,
         "job_heartbeat_timeout_seconds": 2.0,
+        # Correctness tests race many requests on one machine that also runs the other
+        # tests: they wait for a connection instead of being shed (tests/api/test_admission.py
+        # sets its own limits to test the shedding).
+        "db_acquire_timeout_seconds": 10.0,
+        "admission_timeout_seconds": 10.0,
     }
     values.update(overrides)
     return load_settings(**values)

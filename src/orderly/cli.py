@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 import uvicorn
+import uvloop
 from rich.console import Console
 
 from orderly.config import ConfigError, Settings, load_settings, with_dev_secrets
@@ -46,6 +47,17 @@ class Runtime:
     settings: Settings
     database_url: str
     stop: Callable[[], None]
+
+    @property
+    def direct_url(self) -> str | None:
+        """``ORDERLY_DATABASE_DIRECT_URL``: a session of its own when the main URL is PgBouncer."""
+        direct = self.settings.database_direct_url
+        return direct.get_secret_value() if direct is not None else None
+
+    @property
+    def session_url(self) -> str:
+        """The URL for whole-session work: migrations, backup, restore, audit verify."""
+        return self.direct_url or self.database_url
 
 
 def _settings(*, dev_secrets: bool = True) -> Settings:
@@ -115,10 +127,26 @@ class _DrainingServer(uvicorn.Server):
         )
 
 
+def _raise_fd_limit() -> int:
+    """Raise the open-files soft limit to the hard limit (1,000 clients need > 1,024 fds)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65_536)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
 def _serve(runtime: Runtime, *, run_worker: bool) -> None:
     from orderly.main import create_app
 
     settings = runtime.settings
+    open_files = _raise_fd_limit()
+    log.info("limits", open_files=open_files, pool_size=settings.db_pool_size)
     api = create_app(settings, database_url=runtime.database_url, run_worker=run_worker)
     config = uvicorn.Config(
         api,
@@ -130,9 +158,17 @@ def _serve(runtime: Runtime, *, run_worker: bool) -> None:
         server_header=False,
         timeout_graceful_shutdown=30,
         timeout_keep_alive=5,
+        # X-Forwarded-For only from ORDERLY_TRUSTED_PROXIES (uvicorn would trust 127.0.0.1).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies),
+        backlog=4096,  # a connection storm queues in the kernel, not refused
+        loop="uvloop",
+        http="httptools",
     )
     server = _DrainingServer(config, settings.shutdown_grace_seconds)
-    asyncio.run(server.serve())
+    # uvloop, as uvicorn's own runner would pick: asyncio.run() alone gives the stdlib loop.
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(server.serve())
     if server.started is False:
         fail(f"could not start the HTTP server on {settings.host}:{settings.port}")
 
@@ -172,6 +208,7 @@ def worker() -> None:
     from orderly.worker import build_worker
 
     with _runtime() as runtime:
+        _raise_fd_limit()
         configure_tracing(runtime.settings.otlp_endpoint, service="orderly-worker")
         port = runtime.settings.worker_metrics_port
         if port:
@@ -184,6 +221,7 @@ def worker() -> None:
                 runtime.database_url,
                 pool_size=runtime.settings.db_pool_size,
                 application_name="orderly-worker",
+                direct_url=runtime.direct_url,
             )
             job_worker = build_worker(runtime.settings, database)
             loop = asyncio.get_running_loop()
@@ -194,7 +232,8 @@ def worker() -> None:
             finally:
                 await database.dispose()
 
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
 
 
 @migrate_app.command("upgrade")
@@ -205,8 +244,8 @@ def migrate_upgrade(
     from orderly import migrate
 
     with _runtime(dev_secrets=False) as runtime:
-        migrate.upgrade(runtime.database_url, revision)
-        console.print(f"database at {migrate.current(runtime.database_url) or 'base'}")
+        migrate.upgrade(runtime.session_url, revision)
+        console.print(f"database at {migrate.current(runtime.session_url) or 'base'}")
 
 
 @migrate_app.command("downgrade")
@@ -215,8 +254,8 @@ def migrate_downgrade(revision: Annotated[str, typer.Argument(help="target revis
     from orderly import migrate
 
     with _runtime(dev_secrets=False) as runtime:
-        migrate.downgrade(runtime.database_url, revision)
-        console.print(f"database at {migrate.current(runtime.database_url) or 'base'}")
+        migrate.downgrade(runtime.session_url, revision)
+        console.print(f"database at {migrate.current(runtime.session_url) or 'base'}")
 
 
 @migrate_app.command("current")
@@ -225,7 +264,7 @@ def migrate_current() -> None:
     from orderly import migrate
 
     with _runtime(dev_secrets=False) as runtime:
-        print(migrate.current(runtime.database_url) or "base")
+        print(migrate.current(runtime.session_url) or "base")
 
 
 # ---------------------------------------------------------------- accounts and audit
@@ -264,7 +303,7 @@ def user_create(
             user_id = asyncio.run(
                 create_user(
                     runtime.settings,
-                    runtime.database_url,
+                    runtime.session_url,
                     email=email,
                     role=Role(role),
                     password=password,
@@ -276,6 +315,23 @@ def user_create(
         console.print(f"created {role} {user_id}", markup=False, highlight=False)
 
 
+@app.command()
+def demo() -> None:
+    """Load a small sample shop (accounts with printed passwords, products, orders)."""
+    from orderly import demo as sample
+
+    with _runtime() as runtime:
+        _migrate_head(runtime.database_url)
+        try:
+            shop = asyncio.run(sample.load(runtime.settings, runtime.database_url))
+        except OrderlyError as exc:
+            fail(f"cannot load the demo shop (already loaded?): {exc.detail}")
+    print(f"demo shop loaded: {shop.products} products, {shop.orders} orders")
+    for account in shop.accounts:
+        print(f"  {account.role.value:<8} {account.email}  password: {account.password}")
+    print("start it with `orderly serve` (or `./dev serve`); sign in at /docs or /console")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit hash chain and the ledger invariants; exit 1 naming what is broken."""
@@ -283,8 +339,8 @@ def audit_verify() -> None:
     from orderly.ledger import cli as ledger_cli
 
     with _runtime(dev_secrets=False) as runtime:
-        report = asyncio.run(verify(runtime.database_url))
-        ledger = asyncio.run(ledger_cli.verify(runtime.database_url))
+        report = asyncio.run(verify(runtime.session_url))
+        ledger = asyncio.run(ledger_cli.verify(runtime.session_url))
     problems: list[str] = []
     if report.ok:
         print(f"audit chain intact: {report.checked} events")
@@ -301,6 +357,48 @@ def audit_verify() -> None:
         console.print(f"orderly: {line}", markup=False, highlight=False)
     if problems:
         fail(problems[-1])
+
+
+# ---------------------------------------------------------------- backup and restore
+
+
+@app.command("backup")
+def backup_command(path: Annotated[Path, typer.Argument(help="backup file to write")]) -> None:
+    """A consistent dump (custom format) plus a manifest, in one file (src/orderly/backup.py)."""
+    from orderly import backup
+
+    with _runtime(dev_secrets=False) as runtime:
+        try:
+            manifest = asyncio.run(
+                backup.backup(runtime.session_url, path, progress=backup.stderr_progress)
+            )
+        except backup.BackupError as exc:
+            fail(str(exc))
+    rows = sum(manifest["row_counts"].values())
+    print(f"backup written to {path}: {rows} rows, revision {manifest['schema_revision']}")
+
+
+@app.command("restore")
+def restore_command(
+    path: Annotated[Path, typer.Argument(help="backup file written by `orderly backup`")],
+    force: Annotated[
+        bool, typer.Option("--force", help="replace a database that already has tables")
+    ] = False,
+) -> None:
+    """Restore into an empty database, check the manifest, then run `audit verify`."""
+    from orderly import backup
+
+    with _runtime(dev_secrets=False) as runtime:
+        try:
+            asyncio.run(
+                backup.restore(
+                    runtime.session_url, path, force=force, progress=backup.stderr_progress
+                )
+            )
+        except backup.BackupError as exc:
+            fail(str(exc))
+    print(f"restored {path}; manifest matches")
+    audit_verify()
 
 
 # ---------------------------------------------------------------- benchmark

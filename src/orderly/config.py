@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import os
 import secrets
@@ -99,6 +100,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     data_dir: Path = Path(".orderly")
     database_url: SecretStr | None = None
+    # Set when database_url goes through a transaction-pooling PgBouncer: LISTEN/NOTIFY
+    # (PgQueuer, flags), migrations and backups need a session of their own (deploy/README.md).
+    database_direct_url: SecretStr | None = None
     redis_url: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -133,6 +137,9 @@ class Settings(BaseSettings):
     order_rate_limit: str = "60/minute"
     login_rate_limit: str = "10/15minutes"
     cors_origins: Annotated[list[str], NoDecode] = []
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; none by default,
+    # so a caller cannot pick the address that per-IP login limits and the audit log see.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
     otlp_endpoint: str | None = None
@@ -140,7 +147,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     db_statement_timeout_ms: int = Field(15_000, ge=100)
     # How long a request waits for a pooled connection before it is shed (503 overloaded).
-    db_acquire_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    db_acquire_timeout_seconds: float = Field(1.0, gt=0, le=60)
+    # Admission control (api/admission.py): requests in flight per API process, and how long
+    # one more may wait for a slot before it is shed with 503 overloaded.
+    max_concurrent_requests: int = Field(128, ge=1, le=100_000)
+    admission_timeout_seconds: float = Field(1.0, gt=0, le=60)
     worker_batch_size: int = Field(20, ge=1, le=1000)
     worker_concurrency: int = Field(50, ge=2, le=10_000)
     job_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
@@ -170,6 +181,18 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        items = value.split(",") if isinstance(value, str) else value
+        proxies = [str(item).strip() for item in items if str(item).strip()]
+        for proxy in proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or network: {proxy!r}") from None
+        return proxies
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -177,7 +200,7 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "database_direct_url")
     @classmethod
     def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _postgres_url(value)

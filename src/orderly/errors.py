@@ -8,6 +8,7 @@ the stable machine-readable string clients see in problem+json bodies.
 The hierarchy (status as mapped by ``orderly.api.problems``; ``code`` in brackets)::
 
     OrderlyError                      500 [internal_error]
+    ├── BadRequest                    400 [bad_request]        a malformed header (Idempotency-Key)
     ├── InvalidInput                  422 [validation_failed]
     ├── Unauthorized                  401 [unauthorized]
     │   └── InvalidWebhookSignature       inbound webhook (Stripe, warehouse) not from its sender
@@ -64,6 +65,13 @@ class OrderlyError(Exception):
         """
         self.commits_effects = True
         return self
+
+
+class BadRequest(OrderlyError):
+    """The request itself is malformed (a header with control characters, say)."""
+
+    code = "bad_request"
+    title = "Bad request"
 
 
 class InvalidInput(OrderlyError):

@@ -9,12 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pydantic import SecretStr
 
 from orderly.api import ops, problems
+from orderly.api.admission import AdmissionMiddleware
 from orderly.api.deps import Runtime
 from orderly.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from orderly.api.router import api_router, route_templates
+from orderly.api.router import mount_api, route_templates
 from orderly.config import Settings
+from orderly.console.endpoints import mount_console
 from orderly.core.db import Database
 from orderly.core.jobs import Task, Worker
 from orderly.core.telemetry import configure_tracing, get_logger
@@ -41,6 +44,7 @@ def create_app(
             acquire_timeout=settings.db_acquire_timeout_seconds,
             statement_timeout_ms=settings.db_statement_timeout_ms,
             application_name="orderly-api",
+            direct_url=_secret(settings.database_direct_url),
         )
         runtime = await Runtime.start(settings, database)
         app.state.runtime = runtime
@@ -75,11 +79,16 @@ def create_app(
         version="0.1.0",
         summary="Orders, stock, payments and notifications, correct under concurrency.",
         lifespan=lifespan,
+        # orderly instruments requests itself (api/middleware.py, and OpenTelemetry's
+        # FastAPI instrumentor when ORDERLY_OTLP_ENDPOINT is set); FastAPI's own
+        # telemetry would add a second span and a per-request check.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.lifecycle = ops.Lifecycle()
     problems.install(app)
     app.include_router(ops.router)
-    app.include_router(api_router)
+    mount_api(app)
+    mount_console(app)
     app.state.route_templates = route_templates(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -91,10 +100,19 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_in_flight=settings.max_concurrent_requests,
+        max_wait=settings.admission_timeout_seconds,
+    )
     app.add_middleware(RequestContextMiddleware)
     if tracing:
         _instrument_http(app)
     return app
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _instrument_http(app: FastAPI) -> None:

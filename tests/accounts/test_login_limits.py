@@ -1,4 +1,5 @@
-"""Brute-force protection: failures per account and per client IP, generic errors, timing."""
+"""Brute-force protection: failures per account and client, per client IP, a progressive
+delay per account (so a stranger cannot lock the owner out), generic errors, timing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from orderly.accounts.sessions import DELAY_MAX_SECONDS, guess_delay
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.main import create_app
@@ -55,7 +57,7 @@ async def make_app(database: Database, database_url: str, tmp_path: Path) -> Asy
         await manager.__aexit__(None, None, None)
 
 
-async def test_ten_wrong_passwords_lock_the_account_even_for_the_right_one(
+async def test_ten_wrong_passwords_lock_that_client_out_even_with_the_right_one(
     backend_client: tuple[httpx.AsyncClient, Settings],
     database: Database,
     raw_db: asyncpg.Connection,
@@ -129,6 +131,35 @@ async def test_failures_count_per_client_ip_across_accounts(
         assert (await attempt(someone_else, emails[5], PASSWORD)).status_code == 200
 
 
+async def test_a_strangers_failures_do_not_lock_the_owner_out(
+    make_app: Any, database: Database
+) -> None:
+    app, settings = await make_app(login_rate_limit="3/15minutes")
+    email = unique_email()
+    await create_user(database, settings, email=email)
+    async with client_for(app, "203.0.113.50") as stranger:
+        statuses = [(await attempt(stranger, email, WRONG)).status_code for _ in range(3)]
+        assert statuses == [401, 401, 429]
+        # Guessing stops for the stranger: not even the right password gets through.
+        assert (await attempt(stranger, email, PASSWORD)).status_code == 429
+    async with client_for(app, "198.51.100.20") as owner:
+        assert (await attempt(owner, email, PASSWORD)).status_code == 200
+    async with client_for(app, "192.0.2.77") as another_stranger:
+        # A second address gets its own allowance, but the account now answers more slowly.
+        assert (await attempt(another_stranger, email, WRONG)).status_code == 401
+
+
+def test_the_delay_grows_with_the_accounts_failures_and_is_bounded() -> None:
+    assert [guess_delay(failures, 10) for failures in (0, 9, 10, 11, 12)] == [
+        0.0,
+        0.0,
+        0.25,
+        0.5,
+        1.0,
+    ]
+    assert guess_delay(10_000, 10) == DELAY_MAX_SECONDS
+
+
 async def test_instances_sharing_redis_share_the_limit(
     make_app: Any, database: Database, redis_url: str
 ) -> None:
@@ -136,7 +167,8 @@ async def test_instances_sharing_redis_share_the_limit(
     second, _ = await make_app(login_rate_limit="4/minute", redis_url=redis_url)
     email = unique_email()
     await create_user(database, settings, email=email)
-    async with client_for(first, "10.1.0.1") as a, client_for(second, "10.1.0.2") as b:
+    # One client behind a load balancer, reaching both instances.
+    async with client_for(first, "10.1.0.1") as a, client_for(second, "10.1.0.1") as b:
         assert (await attempt(a, email, WRONG)).status_code == 401
         assert (await attempt(b, email, WRONG)).status_code == 401
         assert (await attempt(a, email, WRONG)).status_code == 401

@@ -181,3 +181,50 @@ async def test_eddsa_tokens_and_no_algorithm_confusion(
     mac = hmac.new(public_pem.encode(), signing_input.encode(), hashlib.sha256).digest()
     confused = f"{signing_input}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
     assert_401(await me(client, confused))
+
+
+def test_the_verifier_remembers_valid_tokens_until_they_expire(settings: Settings) -> None:
+    from orderly.accounts.tokens import AccessTokenVerifier, issue_access_token
+    from orderly.errors import Unauthorized
+
+    verifier = AccessTokenVerifier(settings, capacity=2)
+    user, session = uuid.uuid4(), uuid.uuid4()
+    token, _ = issue_access_token(settings, user_id=user, role=Role.customer, session_id=session)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # the second call checked the expiry only
+    assert first.user_id == user
+
+    # A forged token is never remembered, however often it comes.
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verifier.verify(forged)
+
+    # A remembered token that has since expired is refused and forgotten.
+    expired = jwt.encode(
+        {
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+            "sub": str(user),
+            "role": "customer",
+            "sid": str(session),
+            "jti": "j",
+            "iat": datetime.now(UTC) - timedelta(seconds=10),
+            "exp": datetime.now(UTC) + timedelta(seconds=1),
+        },
+        settings.jwt_secret.get_secret_value() if settings.jwt_secret else "",
+        algorithm="HS256",
+    )
+    claims = verifier.verify(expired)
+    object.__setattr__(claims, "expires_at", datetime.now(UTC) - timedelta(seconds=60))
+    with pytest.raises(Unauthorized, match="expired"):
+        verifier.verify(expired)
+
+    # Bounded: the least recently used token is dropped first.
+    others = [
+        issue_access_token(settings, user_id=uuid.uuid4(), role=Role.staff, session_id=session)[0]
+        for _ in range(3)
+    ]
+    for other in others:
+        verifier.verify(other)
+    assert len(verifier._verified) == 2

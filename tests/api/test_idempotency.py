@@ -52,7 +52,7 @@ router = domain_router()
 
 
 @router.post(
-    "/v1/test-widgets",
+    "/test-widgets",
     status_code=201,
     response_model=WidgetRead,
     dependencies=[IDEMPOTENT, rate_limited("widgets", lambda settings: "100/minute")],
@@ -276,8 +276,9 @@ async def test_a_malformed_key_is_rejected(
     api: httpx.AsyncClient, widgets: asyncpg.Connection, key: str
 ) -> None:
     response = await _post(api, {"name": "cog"}, key=key)
-    assert response.status_code == 422
-    assert response.json()["code"] == "validation_failed"
+    assert response.status_code == 400  # a bad header, not a bad body (issue 8)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "bad_request"
     assert await _count(widgets) == 0
 
 

@@ -47,3 +47,25 @@ def test_the_runtime_is_built_once_at_start_up(app: FastAPI) -> None:
     assert not hasattr(app.state, "limits")
     assert not hasattr(app.state, "stripe_gateway")
     assert not hasattr(app.state, "security")
+
+
+async def test_an_orderly_route_without_a_policy_refuses_everyone(app: FastAPI) -> None:
+    import httpx
+
+    from orderly.api.routing import domain_router
+
+    router = domain_router(prefix="/forgotten-things")
+
+    @router.get("")
+    async def forgotten() -> dict[str, str]:
+        return {"secret": "data"}
+
+    route = router.routes[-1]
+    assert isinstance(route, OrderlyRoute)
+    assert route.policy_declared is False
+    app.router.routes.extend(router.routes)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        denied = await client.get("/v1/forgotten-things")
+    assert denied.status_code == 403
+    assert "secret" not in denied.text

@@ -63,20 +63,25 @@ def orderly_env(
 
 @contextmanager
 def orderly(command: str, env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m orderly COMMAND`, killed on the way out whatever happened."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orderly", command],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(30)
+    """`python -m orderly COMMAND`, killed on the way out whatever happened.
+
+    Its output is kept in ``COMMAND.log`` in *cwd* (a test's tmp_path), for the
+    failure that needs it.
+    """
+    with (cwd / f"{command}.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orderly", command],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait(30)
 
 
 async def test_a_change_through_one_api_process_is_seen_by_another_within_1s(

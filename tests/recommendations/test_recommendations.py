@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from orderly.accounts.schemas import Role
+from orderly.analytics import service as analytics
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.core.outbound import Breakers, Timeouts, http_client
@@ -248,3 +249,85 @@ async def test_recommendation_routes(
     assert mine.status_code == 200
     assert mine.json()["source"] == "popular"
     assert mine.json()["items"][0]["id"] == str(p["p"].id)
+
+
+async def test_product_route_takes_an_optional_bearer_token(
+    client: httpx.AsyncClient,
+    database: Database,
+    settings: Settings,
+    raw_db: asyncpg.Connection,
+) -> None:
+    shop = await _shop(database, raw_db)
+    p = shop["products"]
+    url = f"/v1/products/{p['a'].id}/recommendations?limit=2"
+    anonymous = await client.get(url)
+    assert [item["id"] for item in anonymous.json()["items"]] == [str(p["b"].id), str(p["p"].id)]
+
+    # Signed in: what the caller bought in the last 30 days is left out.
+    customer = await signed_in(client, database, settings, Role.customer)
+    placed = await place(
+        raw_db,
+        user_id=customer.id,
+        currency="EUR",
+        lines=[(p["b"].id, 1, 100)],
+        at=datetime.now(UTC),
+    )
+    await move(raw_db, placed, OrderStatus.paid, at=datetime.now(UTC), user_id=customer.id)
+    mine = await client.get(url, headers=customer.headers)
+    assert mine.status_code == 200, mine.text
+    assert str(p["b"].id) not in [item["id"] for item in mine.json()["items"]]
+    assert mine.json()["items"][0]["id"] == str(p["p"].id)
+
+    # A token that does not verify is refused, not ignored.
+    bad = await client.get(url, headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+    assert bad.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_scores_are_recomputed_only_when_bought_orders_changed(
+    database: Database, raw_db: asyncpg.Connection
+) -> None:
+    """A refresh skips the recompute when no order entered or left paid/fulfilled since the last."""
+    a, b, c = [await make_product(database, stock=100) for _ in range(3)]
+    buyer = await make_user_row(raw_db)
+    t0 = datetime.now(UTC) - timedelta(minutes=30)
+
+    async def order(*products: Any, at: datetime, pay: bool = True) -> None:
+        placed = await place(
+            raw_db,
+            user_id=buyer,
+            currency="EUR",
+            lines=[(product.id, 1, 100) for product in products],
+            at=at,
+        )
+        target = OrderStatus.paid if pay else OrderStatus.cancelled
+        await move(raw_db, placed, target, at=at, user_id=buyer)
+
+    async def refresh(minutes: float, force: bool = False) -> bool:
+        async with database.transaction() as tx:
+            done = await service.refresh(tx, watermark=t0 + timedelta(minutes=minutes), force=force)
+            await tx.commit()
+        return done
+
+    for _ in range(2):
+        await order(a, b, at=t0)
+    assert await refresh(1)  # never computed
+    assert not await refresh(2)  # nothing since
+    await order(a, c, at=t0 + timedelta(minutes=3), pay=False)  # placed and cancelled unpaid
+    assert not await refresh(4)
+    assert (await service.for_product(database, c.id)).source == "popular"  # no pair with c yet
+
+    for _ in range(2):
+        await order(a, c, at=t0 + timedelta(minutes=5))
+    assert await refresh(6)
+    service.answer_cache.clear()
+    assert (await service.for_product(database, c.id)).source == "co_purchase"
+
+    # Unchanged, but the windows slide: recomputed once the scores are old enough.
+    assert not await refresh(7)
+    assert await refresh(6 + service.MAX_SCORE_AGE.total_seconds() / 60 + 1)
+    assert await refresh(8, force=True)
+    # The nightly rebuild always recomputes.
+    async with database.transaction() as tx:
+        assert (await analytics.refresh_all(tx, full=True)).recommendations
+        await tx.commit()

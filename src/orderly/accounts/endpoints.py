@@ -24,7 +24,7 @@ from orderly.api.auth import (
 )
 from orderly.api.deps import SecurityRuntime, Transaction
 from orderly.api.problems import responses_for
-from orderly.api.routing import domain_router
+from orderly.api.routing import NO_STORE, domain_router
 from orderly.errors import (
     Conflict,
     Forbidden,
@@ -52,7 +52,7 @@ async def register(
 
 @router.post(
     "/auth/token",
-    dependencies=[PUBLIC],
+    dependencies=[PUBLIC, NO_STORE],
     response_model=TokenPair,
     responses=responses_for(Unauthorized, RateLimited, InvalidInput),
 )
@@ -65,7 +65,7 @@ async def token(
 
 @router.post(
     "/auth/refresh",
-    dependencies=[PUBLIC],
+    dependencies=[PUBLIC, NO_STORE],
     response_model=TokenPair,
     responses=responses_for(Unauthorized, InvalidInput),
 )

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from orderly.core.inputs import Input
+
 
 class Role(enum.StrEnum):
     """What a user may do: customers their own data, staff the shop, admins everything."""
@@ -46,14 +48,23 @@ class Principal:
         return self.id == owner_id or self.is_staff
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class _Strict(Input):
+    model_config = ConfigDict(str_strip_whitespace=True)
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Phone = Annotated[str, StringConstraints(min_length=3, max_length=40, pattern=r"^[0-9+()./ -]+$")]
 # Length is checked in bytes by argon2 as well; 256 bounds the hashing cost of one request.
-Password = Annotated[str, Field(min_length=1, max_length=256)]
+# Taken byte for byte: surrounding spaces are part of a password, never trimmed.
+Password = Annotated[str, StringConstraints(strip_whitespace=False, min_length=1, max_length=256)]
+# The service checks length and the common-password list (one message for both rules).
+NewPassword = Annotated[
+    Password,
+    Field(
+        description="At least 12 characters, not a common password.",
+        json_schema_extra={"minLength": 12},
+    ),
+]
 
 
 class Address(_Strict):
@@ -70,7 +81,7 @@ class UserRegister(_Strict):
     """``POST /v1/auth/register``: new customers only; the role is never the client's choice."""
 
     email: EmailStr
-    password: Password
+    password: NewPassword
     name: Name
     phone: Phone | None = None
     shipping_address: Address | None = None
@@ -90,6 +101,9 @@ class UserRead(BaseModel):
 
 class TokenRequest(_Strict):
     """``POST /v1/auth/token``."""
+
+    # A NUL is refused by the login itself, which counts and audits the attempt.
+    allows_nul = True
 
     email: Annotated[str, StringConstraints(min_length=1, max_length=320)]
     password: Password

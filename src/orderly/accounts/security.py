@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orderly.accounts.tokens import AccessTokenVerifier
 from orderly.config import Settings
 from orderly.core.crypto import FieldCipher, Passwords
 from orderly.core.limits import Limits
@@ -17,6 +18,7 @@ class Security:
     passwords: Passwords
     cipher: FieldCipher
     limits: Limits
+    tokens: AccessTokenVerifier
 
     @classmethod
     def from_settings(cls, settings: Settings, limits: Limits | None = None) -> Security:
@@ -26,6 +28,7 @@ class Security:
             passwords=passwords_from_settings(settings),
             cipher=FieldCipher(settings.encryption_key_list),
             limits=limits or Limits.from_settings(settings),
+            tokens=AccessTokenVerifier(settings),
         )
 
 

@@ -265,6 +265,12 @@ async def contact(tx: Tx, user_id: uuid.UUID | str, cipher: FieldCipher | None =
     return Contact(user.id, user.email, name)
 
 
+async def find_id_by_email(tx: Tx, email: str) -> uuid.UUID | None:
+    """The id of the account with *email* (normalised), or None (staff search)."""
+    user = await repository.get_by_email(tx, normalise_email(email))
+    return user.id if user is not None else None
+
+
 async def staff_emails(tx: Tx) -> list[str]:
     """Where staff alerts go: the e-mail of every active staff member and admin."""
     return await repository.staff_emails(tx)

@@ -30,8 +30,9 @@ from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
 from orderly.core.crypto import opaque_token, token_digest
 from orderly.core.db import Tx
+from orderly.core.inputs import NUL
 from orderly.core.telemetry import REGISTRY, get_logger
-from orderly.errors import Unauthorized
+from orderly.errors import InvalidInput, Unauthorized
 
 log = get_logger(__name__)
 
@@ -53,13 +54,28 @@ BAD_REFRESH = "The refresh token is invalid or has been revoked."
 TOO_MANY = "Too many failed logins; try again later."
 # One client address may fail this many times the per-account allowance (shared NATs, offices).
 IP_LIMIT_FACTOR = 5
+# An account's failures from every client are counted (up to this multiple) to slow guessing.
+ACCOUNT_COUNT_FACTOR = 100
+DELAY_BASE_SECONDS = 0.25
+DELAY_MAX_SECONDS = 4.0
 
 
 def login_limits(sec: Security) -> tuple[RateLimitItem, RateLimitItem]:
-    """The per-account and per-IP failure allowances derived from ORDERLY_LOGIN_RATE_LIMIT."""
+    """Failure allowances from ORDERLY_LOGIN_RATE_LIMIT: per account *and* client, per client."""
     per_account = sec.limits.limiter.item(sec.settings.login_rate_limit)
     per_ip = type(per_account)(per_account.amount * IP_LIMIT_FACTOR, per_account.multiples)
     return per_account, per_ip
+
+
+def guess_delay(failures: int, allowance: int) -> float:
+    """How long any login on an account waits once it has failed *failures* times (all clients).
+
+    Nothing until one client's allowance is used up, then 0.25 s doubling to at
+    most 4 s: guessing from many addresses slows down, the owner is never locked out.
+    """
+    if failures < allowance:
+        return 0.0
+    return min(DELAY_MAX_SECONDS, DELAY_BASE_SECONDS * float(2 ** min(failures - allowance, 8)))
 
 
 async def _issue(
@@ -81,16 +97,32 @@ async def login(
     """Exchange e-mail and password for a token pair, or refuse with one generic message.
 
     Unknown e-mail and wrong password take the same path and time (a dummy hash
-    is verified). Failures count per account and per client address; once
-    either allowance is used up, even the right password gets 429 until the
-    window moves on.
+    is verified). Failures count per account *and* client address (the
+    allowance, ORDERLY_LOGIN_RATE_LIMIT) and per client address (five times
+    that, across accounts); once either is used up, that client gets 429 even
+    with the right password until the window moves on. Others — the owner on
+    their own address — are not locked out: the account's failures from every
+    client only add a progressive delay (:func:`guess_delay`) to its logins.
+
+    A NUL character (which no stored e-mail or password can hold) is a failed
+    attempt like any other — counted against the account it names and the
+    client, audited — answered 422 rather than 401.
     """
-    email = normalise_email(data.email)
+    malformed = NUL in data.email or NUL in data.password
+    email = normalise_email(data.email.replace(NUL, ""))
     limiter = sec.limits.limiter
     per_account, per_ip = login_limits(sec)
+    account_wide = type(per_account)(
+        per_account.amount * ACCOUNT_COUNT_FACTOR, per_account.multiples
+    )
     ip = context.ip or "unknown"
+    client_keys = ("login", "account", email, ip)
+    seen = await limiter.peek(account_wide, "login", "account", email)
+    delay = guess_delay(seen.limit - seen.remaining, per_account.amount)
+    if delay:  # before the first statement: the wait holds no database connection
+        await asyncio.sleep(delay)
     await repository.lock_login(tx, email)
-    for item, keys in ((per_account, ("login", "account", email)), (per_ip, ("login", "ip", ip))):
+    for item, keys in ((per_account, client_keys), (per_ip, ("login", "ip", ip))):
         status = await limiter.peek(item, *keys)
         if not status.allowed:
             LOGIN_ATTEMPTS.labels("rate_limited").inc()
@@ -98,7 +130,10 @@ async def login(
             raise status.error(TOO_MANY).committing_effects()
 
     user = await repository.get_by_email(tx, email)
-    if user is None:
+    if malformed:
+        await asyncio.to_thread(sec.passwords.burn, data.password.replace(NUL, ""))
+        reason = "malformed"
+    elif user is None:
         await asyncio.to_thread(sec.passwords.burn, data.password)
         reason = "unknown_account"
     elif not await asyncio.to_thread(sec.passwords.verify, user.password_hash, data.password):
@@ -109,8 +144,9 @@ async def login(
         reason = None
 
     if reason is not None or user is None:
-        account_status = await limiter.hit(per_account, "login", "account", email)
+        account_status = await limiter.hit(per_account, *client_keys)
         ip_status = await limiter.hit(per_ip, "login", "ip", ip)
+        await limiter.hit(account_wide, "login", "account", email)
         actor = context.with_actor(user.id, user.role.value) if user else context
         await audit.record(
             tx,
@@ -125,13 +161,16 @@ async def login(
         for status in (account_status, ip_status):
             if not status.allowed or status.remaining == 0:
                 raise status.error(TOO_MANY).committing_effects()
+        if malformed:
+            field = "email" if NUL in data.email else "password"
+            raise InvalidInput("must not contain NUL characters", field=field).committing_effects()
         raise Unauthorized(BAD_CREDENTIALS).committing_effects()
 
     if sec.passwords.needs_rehash(user.password_hash):
         rehashed = await asyncio.to_thread(sec.passwords.hash, data.password)
         await repository.set_password_hash(tx, user.id, rehashed)
         log.info("password_rehashed", user_id=str(user.id))
-    await limiter.reset(per_account, "login", "account", email)
+    await limiter.reset(per_account, *client_keys)
     family_id = await repository.create_family(tx, user.id)
     pair = await _issue(tx, sec, user.id, user.role, family_id)
     LOGIN_ATTEMPTS.labels("succeeded").inc()

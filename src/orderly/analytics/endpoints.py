@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date
 from typing import Annotated
 
 from fastapi import Query
@@ -24,11 +23,12 @@ from orderly.api.deps import AppSettings, Transaction
 from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
 from orderly.api.routing import domain_router
+from orderly.core.inputs import IsoDate
 
 router = domain_router(tags=["analytics"])
 
-From = Annotated[date | None, Query(alias="from", description="First UTC day, YYYY-MM-DD")]
-To = Annotated[date | None, Query(description="Last UTC day, YYYY-MM-DD (default: today)")]
+From = Annotated[IsoDate | None, Query(alias="from", description="First UTC day, YYYY-MM-DD")]
+To = Annotated[IsoDate | None, Query(description="Last UTC day, YYYY-MM-DD (default: today)")]
 Currency = Annotated[
     str | None, Query(pattern=r"^[A-Z]{3}$", description="Default: the shop's currency")
 ]
@@ -136,6 +136,11 @@ async def read_summary_csv(
     responses=responses_for(errors.Unauthorized, errors.Forbidden),
 )
 async def refresh(tx: Transaction, user: AdminUser) -> RefreshRead:
-    """Refresh the summary tables and recommendation scores now; answers when done."""
+    """Refresh the summary tables and recommendation scores now; answers when done.
+
+    The scores then reflect every order up to the refresh; their recompute is
+    skipped when no order entered or left paid/fulfilled since the last one
+    (it would give the same scores), unless that one is an hour old.
+    """
     refreshed = await service.refresh_all(tx)
     return RefreshRead(computed_at=refreshed.computed_at)

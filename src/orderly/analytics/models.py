@@ -60,9 +60,29 @@ class AnalyticsProductDay(Base):
     """A product's net units and revenue on a day: + when paid, − when the money went back."""
 
     __tablename__ = "analytics_product_day"
+    # A refresh reads and clears a day's rows in every currency.
+    __table_args__ = (Index("ix_analytics_product_day_day", "day"),)
 
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
+    product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    units: Mapped[int] = mapped_column(BigInteger)
+    revenue_cents: Mapped[int] = mapped_column(BigInteger)
+
+
+class AnalyticsProductSpan(Base):
+    """A product's net figures over the aligned block of 2**level days from first_day.
+
+    Blocks start on multiples of their length counted from 1970-01-01, so any
+    range of days is a handful of them (at most two per level) plus at most
+    two single days from ``analytics_product_day``.
+    """
+
+    __tablename__ = "analytics_product_span"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     product_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     units: Mapped[int] = mapped_column(BigInteger)
     revenue_cents: Mapped[int] = mapped_column(BigInteger)
@@ -79,4 +99,5 @@ class AnalyticsState(Base):
     watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     computed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rebuilt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Every order event stamped before this is reflected in the recommendation scores.
     recommendations_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -52,6 +52,10 @@ class Refreshed:
     computed_at: datetime
     full: bool
     days: int
+    # Every raw row stamped before this is reflected in the summary tables.
+    watermark: datetime
+    # Whether the recommendation scores were recomputed (refresh_all only).
+    recommendations: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -122,18 +126,22 @@ async def refresh(tx: Tx, *, full: bool = False, as_of: datetime | None = None) 
         await repo.allow_long_statements(tx, FULL_REBUILD_TIMEOUT_SECONDS)
         await repo.recompute_days(tx, None)
         await repo.recompute_products(tx, None)
+        await repo.recompute_spans(tx, None)
         await repo.recompute_statuses(tx, None)
         touched = 0
     else:
         assert state.watermark is not None
         affected = await repo.affected_days(tx, state.watermark)
         day_rows = sorted(set(affected.money) | set(affected.events))
+        planner = await repo.plan_for_a_few_days(tx)
         if day_rows:
             await repo.recompute_days(tx, day_rows)
         if affected.money:
             await repo.recompute_products(tx, affected.money)
+            await repo.recompute_spans(tx, affected.money)
         if affected.created:
             await repo.recompute_statuses(tx, affected.created)
+        await repo.restore_planner(tx, planner)
         touched = len(set(day_rows) | set(affected.created))
     # Never move the watermark back: a long transaction seen now may have been
     # open (and so been waited for) at the last refresh already.
@@ -143,14 +151,21 @@ async def refresh(tx: Tx, *, full: bool = False, as_of: datetime | None = None) 
     await repo.save_state(tx, watermark=watermark, computed_at=horizon.now, rebuilt=full)
     tx.after_commit(lambda: publish(horizon.now))
     log.info("analytics_refreshed", full=full, days=touched, watermark=watermark.isoformat())
-    return Refreshed(computed_at=horizon.now, full=full, days=touched)
+    return Refreshed(computed_at=horizon.now, full=full, days=touched, watermark=watermark)
 
 
 async def refresh_all(tx: Tx, *, full: bool = False) -> Refreshed:
-    """Refresh the summary tables, then the recommendation scores (one transaction)."""
+    """Refresh the summary tables, then the recommendation scores (one transaction).
+
+    The scores are brought up to date too, but recomputed only when an order
+    moved into or out of paid/fulfilled since their last run, or that run is
+    over an hour old (``recommendations.service.refresh``); *full* (the nightly
+    rebuild) always recomputes them. Either way, after this the scores reflect
+    every order event up to the refresh.
+    """
     refreshed = await refresh(tx, full=full)
-    await recommendations.recompute(tx)
-    return refreshed
+    recomputed = await recommendations.refresh(tx, watermark=refreshed.watermark, force=full)
+    return dataclasses.replace(refreshed, recommendations=recomputed)
 
 
 async def last_computed_at(tx: Tx) -> datetime | None:

@@ -1,6 +1,9 @@
 """Analytics jobs: the periodic incremental refresh and the nightly full rebuild.
 
-Both refresh the recommendation scores too. The scheduler fires every minute;
+Both refresh the recommendation scores too: the nightly rebuild always
+recomputes them; the periodic refresh only when an order entered or left
+paid/fulfilled since their last run, or that run is an hour old (see
+``analytics.service.refresh_all``). The scheduler fires every minute;
 the refresh runs when ``ORDERLY_ANALYTICS_REFRESH_SECONDS`` have passed since
 the last one (so the effective period is at least a minute).
 """

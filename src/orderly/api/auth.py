@@ -8,6 +8,8 @@ through a principal dependency::
     async def adjust(user: StaffUser, ...)          # staff or admin
     async def grant(user: AdminUser, ...)           # admin only
     async def custom(user: Annotated[Principal, Depends(require_roles(Role.staff))], ...)
+    @router.get("/things", dependencies=[PUBLIC])
+    async def list(user: OptionalUser, ...)         # anyone; the caller when a token is sent
 
 Enforcement is central in two ways: the ``/v1`` router carries
 :data:`DENY_UNDECLARED`, which refuses any route that declared nothing (deny by
@@ -29,7 +31,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from orderly.accounts.schemas import ALL_ROLES, STAFF_ROLES, Principal, Role
 from orderly.accounts.service import resolve_principal
-from orderly.accounts.tokens import decode_access_token
 from orderly.api.deps import SecurityRuntime, Transaction
 from orderly.audit.schemas import AuditContext
 from orderly.core.telemetry import current_request_id
@@ -41,6 +42,7 @@ __all__ = [
     "PUBLIC_BY_DESIGN",
     "AdminUser",
     "CurrentUser",
+    "OptionalUser",
     "Origin",
     "Policy",
     "Principal",
@@ -48,6 +50,7 @@ __all__ = [
     "RouteInfo",
     "StaffUser",
     "app_routes",
+    "declare_roles",
     "require_roles",
     "route_policy",
     "unguarded_routes",
@@ -105,13 +108,31 @@ async def _authenticate(
     if credentials is None:
         raise Unauthorized("An access token is required.", headers=WWW_AUTHENTICATE)
     try:
-        claims = decode_access_token(security.settings, credentials.credentials)
+        claims = security.tokens.verify(credentials.credentials)
         principal = await resolve_principal(tx, security, claims)
     except Unauthorized as exc:
         exc.headers.update(WWW_AUTHENTICATE)
         raise
     request.state.principal = principal
     return principal
+
+
+async def _optional_principal(
+    request: Request,
+    tx: Transaction,
+    security: SecurityRuntime,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    if credentials is None:
+        return None
+    return await _authenticate(request, tx, security, credentials)
+
+
+OptionalUser = Annotated[Principal | None, Depends(_optional_principal)]
+"""On a PUBLIC route: the caller if a bearer token is sent (an invalid one → 401), else None.
+
+Declares no policy: the route still declares ``PUBLIC`` itself.
+"""
 
 
 def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
@@ -148,6 +169,13 @@ async def public() -> None:
 PUBLIC = Depends(public)
 
 
+def declare_roles(dependency: Callable[..., Any], *roles: Role) -> None:
+    """Declare the roles a custom principal dependency admits (e.g. the console's cookie)."""
+    if not roles:
+        raise ValueError("declare_roles needs at least one role; use PUBLIC for open routes")
+    _declare(Policy(frozenset(roles)))(dependency)
+
+
 # ---------------------------------------------------------------- policy inspection
 
 
@@ -163,6 +191,8 @@ def route_policy(route: Any) -> Policy | None:
     """The effective policy of a route: the roles every declared policy admits, or None."""
     dependant = getattr(route, "dependant", None)
     policies = list(_declared(dependant)) if dependant is not None else []
+    if getattr(route, "declared_public", False):  # PUBLIC, kept off the per-request path
+        policies.append(Policy(frozenset(), public=True))
     role_policies = [p for p in policies if not p.public]
     if role_policies:
         roles = frozenset.intersection(*(p.roles for p in role_policies))

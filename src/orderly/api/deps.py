@@ -126,6 +126,23 @@ class PageParams:
     limit: int
     cursor: dict[str, str] | None
 
+    def integer(self, key: str) -> int | None:
+        """The cursor's *key* as a BIGINT keyset value (None without a cursor; else 422)."""
+        if self.cursor is None:
+            return None
+        try:
+            value = int(self.cursor[key])
+        except (KeyError, ValueError):
+            raise errors.InvalidInput("malformed cursor", field="cursor") from None
+        if not -BIGINT_MAX - 1 <= value <= BIGINT_MAX:
+            raise errors.InvalidInput("malformed cursor", field="cursor")
+        return value
+
+
+BIGINT_MAX = 2**63 - 1
+"""The largest id PostgreSQL's BIGINT holds: larger ones in paths and cursors are 404/422."""
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,512}$"
+
 
 def encode_cursor(values: dict[str, str]) -> str:
     """An opaque cursor for the next page (base64url JSON of the last row's sort keys)."""
@@ -135,7 +152,12 @@ def encode_cursor(values: dict[str, str]) -> str:
 async def _page(
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="next_cursor of the previous page")
+        str | None,
+        Query(
+            max_length=512,
+            pattern=CURSOR_PATTERN,
+            description="next_cursor of the previous page (opaque, base64url)",
+        ),
     ] = None,
 ) -> PageParams:
     if cursor is None:
@@ -144,7 +166,9 @@ async def _page(
         decoded = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
         raise errors.InvalidInput("malformed cursor", field="cursor") from None
-    if not isinstance(decoded, dict) or not all(isinstance(v, str) for v in decoded.values()):
+    if not isinstance(decoded, dict) or not all(
+        isinstance(v, str) and "\x00" not in v for v in decoded.values()
+    ):
         raise errors.InvalidInput("malformed cursor", field="cursor")
     return PageParams(limit, decoded)
 

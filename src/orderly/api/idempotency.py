@@ -21,6 +21,7 @@ A route declares it; the handler knows nothing about keys::
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -118,14 +119,20 @@ def _replay(stored: store.StoredResponse) -> Response:
     return Response(stored.body, status_code=stored.status, headers=headers)
 
 
+KEY_PATTERN = re.compile(rf"^[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}$")
+"""1–255 printable ASCII characters; anything else is a malformed request (400)."""
 KeyHeader = Annotated[
     str | None,
     Header(
         alias=KEY_HEADER,
-        min_length=1,
-        max_length=MAX_KEY_LENGTH,
-        pattern=r"^[\x20-\x7e]+$",
-        description="Makes a retried POST safe: same key and body within 24 h replays.",
+        description="Makes a retried POST safe: same key and body within 24 h replays. "
+        "1–255 printable ASCII characters; a malformed key is 400 `bad_request`.",
+        # Documented here, enforced in _claim_key: a bad header is a 400, not a body's 422.
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_KEY_LENGTH,
+            "pattern": KEY_PATTERN.pattern,
+        },
     ),
 ]
 
@@ -139,6 +146,10 @@ async def _claim_key(
     """Claim the request's key for this transaction, or answer from the earlier request."""
     if key is None:
         return None
+    if not KEY_PATTERN.match(key):
+        raise errors.BadRequest(
+            f"{KEY_HEADER} must be 1–{MAX_KEY_LENGTH} printable ASCII characters."
+        )
     method, path = request.method, request.url.path
     digest = fingerprint(method, path, await request.body())
     owner = str(principal.id)

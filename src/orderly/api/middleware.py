@@ -6,6 +6,7 @@ streams bodies, and keeps context variables intact for the handlers.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -34,6 +35,11 @@ _DOCS_CSP = (
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 _STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The ops console (/console): its own script, styles and forms only; no inline script or style.
+_CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def _internal_error_body(request_id: str) -> bytes:
@@ -47,6 +53,18 @@ def _internal_error_body(request_id: str) -> bytes:
             "request_id": request_id,
         }
     )
+
+
+@functools.lru_cache(maxsize=2048)
+def _request_counter(method: str, template: str, status: int) -> Any:
+    # Labelled children looked up once per (method, route, status): ``labels()`` hashes
+    # and locks on every call. Route templates and statuses are bounded sets.
+    return HTTP_REQUESTS.labels(method, template, str(status))
+
+
+@functools.lru_cache(maxsize=2048)
+def _latency_histogram(method: str, template: str) -> Any:
+    return HTTP_LATENCY.labels(method, template)
 
 
 def _route_template(scope: Scope) -> str:
@@ -92,8 +110,15 @@ class RequestContextMiddleware:
                 if authenticated:
                     out["Cache-Control"] = "no-store"
                 if out.get("content-type", "").startswith("text/html"):
-                    is_docs = scope["path"] in ("/docs", "/redoc")
-                    out.setdefault("Content-Security-Policy", _DOCS_CSP if is_docs else _STRICT_CSP)
+                    path = scope["path"]
+                    csp = (
+                        _DOCS_CSP
+                        if path in ("/docs", "/redoc")
+                        else _CONSOLE_CSP
+                        if path.startswith("/console")
+                        else _STRICT_CSP
+                    )
+                    out.setdefault("Content-Security-Policy", csp)
                 if secure:
                     out.setdefault("Strict-Transport-Security", "max-age=63072000")
             await send(message)
@@ -126,8 +151,8 @@ class RequestContextMiddleware:
                 template = _route_template(scope)
                 method = scope["method"]
                 status = state["status"]
-                HTTP_REQUESTS.labels(method, template, str(status)).inc()
-                HTTP_LATENCY.labels(method, template).observe(elapsed)
+                _request_counter(method, template, status).inc()
+                _latency_histogram(method, template).observe(elapsed)
                 request_scope.end(scope_token, method, template, status, elapsed)
                 log.info(
                     "request",

@@ -55,6 +55,18 @@ async def _probe(name: str, check: Callable[[], Awaitable[Any]]) -> tuple[str, s
     return name, "ok"
 
 
+async def check_dependencies(runtime: Runtime, lifecycle: Lifecycle) -> dict[str, str]:
+    """Each dependency ("database", "queue", "redis" when shared) → "ok" | "unavailable"."""
+    database = runtime.database
+    probes: dict[str, Callable[[], Awaitable[Any]]] = {
+        "database": lambda: database.ping(CHECK_TIMEOUT),
+        "queue": lambda: refresh_queue_metrics(database),
+        **lifecycle.extra_checks,
+    }
+    # Concurrently: during an outage every probe waits its full timeout.
+    return dict(await asyncio.gather(*(_probe(name, c) for name, c in probes.items())))
+
+
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
     """Ready to take traffic: started, not draining, database and queue answer."""
@@ -64,14 +76,7 @@ async def readyz(request: Request) -> Response:
         return JSONResponse(
             {"status": "starting", "checks": {}}, status_code=503, headers={"Retry-After": "5"}
         )
-    database = runtime.database
-    probes: dict[str, Callable[[], Awaitable[Any]]] = {
-        "database": lambda: database.ping(CHECK_TIMEOUT),
-        "queue": lambda: refresh_queue_metrics(database),
-        **lifecycle.extra_checks,
-    }
-    # Concurrently: during an outage every probe waits its full timeout.
-    checks = dict(await asyncio.gather(*(_probe(name, c) for name, c in probes.items())))
+    checks = await check_dependencies(runtime, lifecycle)
     if not lifecycle.started:
         status = "starting"
     elif lifecycle.draining:

@@ -9,6 +9,7 @@ request id the client receives.
 from __future__ import annotations
 
 import copy
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 
 from orderly import errors
 from orderly.core.telemetry import current_request_id, get_logger
@@ -28,6 +30,7 @@ PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://orderly.dev/problems/"
 
 STATUS_BY_KIND: dict[type[errors.OrderlyError], int] = {
+    errors.BadRequest: 400,
     errors.InvalidInput: 422,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
@@ -159,6 +162,31 @@ def responses_for(*kinds: type[errors.OrderlyError]) -> dict[int | str, dict[str
     return documented
 
 
+def with_problems(
+    declared: dict[int | str, dict[str, Any]], *kinds: type[errors.OrderlyError]
+) -> dict[int | str, dict[str, Any]]:
+    """*declared* responses plus the problem+json answers of *kinds* (declared entries kept).
+
+    A status the route already documents keeps its description; the kinds it
+    lacks join its examples. Used by ``api/routing.py`` to document what a
+    route's declarations (auth, idempotency, rate limits, load shedding) answer.
+    """
+    merged = dict(declared)
+    for status, answer in responses_for(*kinds).items():
+        existing = merged.get(status) or merged.get(str(status))
+        if existing is None:
+            merged[status] = answer
+            continue
+        examples = existing.get("content", {}).get(PROBLEM_JSON, {}).get("examples")
+        if examples is None:
+            continue
+        for name, example in answer["content"][PROBLEM_JSON]["examples"].items():
+            if name not in examples:
+                examples[name] = example
+                existing["description"] = f"{existing['description']}; {example['summary']}"
+    return merged
+
+
 def _document_problems(app: FastAPI) -> None:
     """Make /openapi.json tell the truth about errors: every one is problem+json.
 
@@ -203,8 +231,19 @@ def _document_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+# pydantic names union members and wrapped validators in error locations; clients need fields.
+_SCHEMA_TAG = re.compile(
+    r"^((constrained|function|lax|strict|nullable|json-or-python)[-\[].*"
+    r"|none|bool|int|float|str|list\[.*\]|dict\[.*\])$"
+)
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header") and not _SCHEMA_TAG.match(str(p))
+    ]
     return ".".join(parts) or "body"
 
 
@@ -230,7 +269,7 @@ def error_response(exc: errors.OrderlyError) -> Response:
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    field_errors = []
+    field_errors: list[dict[str, str]] = []
     for item in exc.errors():
         message = str(item.get("msg", "invalid"))
         field = _field_name(tuple(item.get("loc", ())))
@@ -238,6 +277,12 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
             message, field = "request body is not valid JSON", "body"
         elif item.get("type") == "extra_forbidden":
             message = "unknown field"
+        elif item.get("type") == "string_nul":
+            where = str((item.get("ctx") or {}).get("where", ""))
+            field = ".".join(p for p in (field if field != "body" else "", where) if p) or "body"
+            message = "must not contain NUL characters"
+        if item.get("type") == "none_required" and any(e["field"] == field for e in field_errors):
+            continue  # the `null` branch of an optional field: its real error is already listed
         field_errors.append({"field": field, "message": message})
     return problem_response(
         422,
@@ -248,13 +293,49 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str | None:
+    """The methods of the resource the path named: every route sharing the template matched.
+
+    FastAPI builds one route per method, so the 405 of the first route whose path
+    matched lists only its own method; ``Allow`` must list them all.
+    """
+    routes = [r for r in request.app.router.routes if isinstance(r, BaseRoute)]
+    template = next(
+        (
+            getattr(route, "path", None)
+            for route in routes
+            if getattr(route, "methods", None) and route.matches(request.scope)[0] is Match.PARTIAL
+        ),
+        None,
+    )
+    methods: set[str] = set()
+    for route in routes:
+        if template is not None and getattr(route, "path", None) == template:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods)) or None
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer to a body that is not even text (invalid UTF-8): bad JSON, like any.
+        return problem_response(
+            422,
+            "validation_failed",
+            "The request is invalid; see errors.",
+            title="Validation failed",
+            field_errors=[{"field": "body", "message": "request body is not valid JSON"}],
+        )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = allowed
     code = _CODE_BY_STATUS.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such resource."
-    return problem_response(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+    return problem_response(exc.status_code, code, detail, headers=headers)
 
 
 async def _unhandled(_: Request, exc: Exception) -> Response:

@@ -31,12 +31,7 @@ async def list_audit_events(
     target_id: Annotated[str | None, Query(max_length=100)] = None,
 ) -> AuditEventPage:
     """Audit events newest first, optionally filtered by action, actor or target."""
-    before = None
-    if page.cursor is not None:
-        try:
-            before = int(page.cursor["seq"])
-        except (KeyError, ValueError):
-            raise InvalidInput("malformed cursor", field="cursor") from None
+    before = page.integer("seq")
     events = await service.list_events(
         tx,
         limit=page.limit + 1,

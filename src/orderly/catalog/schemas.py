@@ -6,19 +6,22 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from orderly.core.inputs import SINGLE_LINE, Input, Omittable
 
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True, pattern=SINGLE_LINE),
+]
 Description = Annotated[str, StringConstraints(max_length=5000)]
 MAX_STOCK = 1_000_000_000
 
 
-class ProductCreate(BaseModel):
+class ProductCreate(Input):
     """A new product (staff)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     sku: Sku
     name: Name
@@ -29,16 +32,14 @@ class ProductCreate(BaseModel):
     low_stock_threshold: int = Field(5, ge=0, le=MAX_STOCK)
 
 
-class ProductUpdate(BaseModel):
-    """Fields staff may change; stock changes only through stock adjustments."""
+class ProductUpdate(Input):
+    """Fields staff may change (omitted: unchanged; never null); stock only by adjustments."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name | None = None
-    description: Description | None = None
-    price_cents: int | None = Field(None, ge=0, le=10**12)
-    active: bool | None = None
-    low_stock_threshold: int | None = Field(None, ge=0, le=MAX_STOCK)
+    name: Omittable[Name] = None
+    description: Omittable[Description] = None
+    price_cents: Omittable[Annotated[int, Field(ge=0, le=10**12)]] = None
+    active: Omittable[bool] = None
+    low_stock_threshold: Omittable[Annotated[int, Field(ge=0, le=MAX_STOCK)]] = None
 
 
 class ProductRead(BaseModel):
@@ -63,12 +64,10 @@ class ProductPage(BaseModel):
     next_cursor: str | None
 
 
-class StockAdjustmentCreate(BaseModel):
-    """A manual stock change (delivery, count correction, damage)."""
+class StockAdjustmentCreate(Input):
+    """A manual stock change (delivery, count correction, damage); never zero."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    delta: int = Field(ge=-MAX_STOCK, le=MAX_STOCK)
+    delta: int = Field(ge=-MAX_STOCK, le=MAX_STOCK, json_schema_extra={"not": {"const": 0}})
     reason: Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 
 

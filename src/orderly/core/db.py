@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     PooledConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 ACQUIRE_TIMEOUT_SECONDS = 5.0
+# The connection went away under us (server restart, pooler reconnect, network).
+_CONNECTION_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
 
 
 def libpq_url(url: str) -> str:
@@ -87,8 +94,14 @@ class Database:
         statement_timeout_ms: int = 15_000,
         application_name: str = "orderly",
         acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
+        direct_url: str | None = None,
     ) -> None:
         self.url = libpq_url(url)
+        # With a direct URL, *url* is a transaction-pooling PgBouncer: no named prepared
+        # statements, no session settings at connect; LISTEN/NOTIFY and PgQueuer use the
+        # direct URL (deploy/README.md, "PgBouncer").
+        self.direct_url = libpq_url(direct_url) if direct_url else self.url
+        self.behind_pooler = self.direct_url != self.url
         self.pool_size = pool_size
         self.acquire_timeout = acquire_timeout
         self._statement_timeout_ms = statement_timeout_ms
@@ -113,14 +126,22 @@ class Database:
                     command_timeout=self._statement_timeout_ms / 1000 + 5,
                     init=_init_connection,
                     reset=_reset_connection,
-                    server_settings={
-                        "application_name": self._application_name,
-                        "statement_timeout": str(self._statement_timeout_ms),
-                        "idle_in_transaction_session_timeout": "60000",
-                    },
+                    server_settings=self._server_settings(),
+                    statement_cache_size=0 if self.behind_pooler else 100,
                 )
                 self._update_metrics()
         return self._pool
+
+    def _server_settings(self) -> dict[str, str]:
+        if self.behind_pooler:
+            # PgBouncer refuses unknown startup parameters; its connect_query sets the
+            # timeouts on each server connection instead (deploy/pgbouncer.ini).
+            return {"application_name": self._application_name}
+        return {
+            "application_name": self._application_name,
+            "statement_timeout": str(self._statement_timeout_ms),
+            "idle_in_transaction_session_timeout": "60000",
+        }
 
     def _update_metrics(self) -> None:
         pool = self._pool
@@ -200,14 +221,30 @@ class Tx:
         if conn is None:
             if self._done:
                 raise RuntimeError("unit of work already closed")
+            conn = await self._begin()
+            self._conn = conn
+        return conn
+
+    async def _begin(self) -> PooledConnection:
+        # A pooled connection the server closed (a restart, a pooler's reconnect) is only
+        # found out when used: BEGIN is safe to send again on a fresh one. If that fails
+        # too, the database is away: 503 with Retry-After, not a 500.
+        for attempt in (1, 2):
             conn = await self._database.acquire()
             try:
                 await conn.execute("BEGIN")
+                return conn
+            except _CONNECTION_LOST as exc:
+                conn.terminate()
+                await self._database.release(conn)
+                if attempt == 2:
+                    raise errors.Overloaded(
+                        1, "The database is unavailable; retry shortly."
+                    ) from exc
             except BaseException:
                 await self._database.release(conn)
                 raise
-            self._conn = conn
-        return conn
+        raise AssertionError("unreachable")
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """All rows of *query*."""

@@ -36,6 +36,7 @@ from pgqueuer.core.executors import EntrypointExecutor, EntrypointExecutorParame
 from pgqueuer.domain import errors as pgq_errors
 from pgqueuer.domain import models as pgq_models
 
+from orderly import errors
 from orderly.core.db import Database, Tx
 from orderly.core.telemetry import (
     JOB_DURATION,
@@ -350,12 +351,50 @@ class _TaskExecutor(EntrypointExecutor):
                     log.error("job_dead", error=reason)
                     raise
                 delay = self.task.retry.delay(attempt)
+                if _database_lost(exc):
+                    # PgQueuer records the retry in the database: while it is away that
+                    # write fails and the job would end as an exception, never re-run.
+                    # Hold the job (its heartbeat goes on) until the database answers.
+                    await _until_reachable(self.database)
                 JOB_OUTCOMES.labels(self.task.name, "retried").inc()
                 log.warning("job_retry", error=reason, delay_seconds=delay.total_seconds())
                 raise pgq_errors.RetryRequested(delay=delay, reason=reason) from exc
             JOB_DURATION.labels(self.task.name).observe(time.perf_counter() - started)
             JOB_OUTCOMES.labels(self.task.name, "succeeded").inc()
             log.debug("job_succeeded")
+
+
+_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    asyncpg.exceptions.ProtocolViolationError,  # PgBouncer: "server login has been failing"
+    OSError,
+    errors.Overloaded,  # no pooled connection within the acquire timeout
+)
+
+
+def _database_lost(exc: BaseException) -> bool:
+    """Whether *exc* (or what caused it) says the database connection went away."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, _CONNECTION_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _until_reachable(database: Database, *, within: float = 120.0) -> None:
+    """Wait (bounded) until *database* answers a trivial query again."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            await database.ping(within_seconds=2.0)
+            return
+        except Exception:  # noqa: BLE001 - still away: try again shortly
+            await asyncio.sleep(0.5)
 
 
 def _describe(exc: BaseException) -> str:
@@ -419,7 +458,7 @@ class Worker:
 
     async def run(self) -> None:
         """Process jobs until :meth:`stop`; in-flight jobs finish before this returns."""
-        self._pool = await asyncpg.create_pool(self.database.url, min_size=1, max_size=4)
+        self._pool = await asyncpg.create_pool(self.database.direct_url, min_size=1, max_size=4)
         try:
             self._pgq = PgQueuer(AsyncpgPoolDriver(self._pool))
             self._register(self._pgq)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import structlog
 from opentelemetry import trace
 from prometheus_client import (
@@ -126,13 +127,35 @@ _SECRET_KEYS = re.compile(
     r"pass(word)?|secret|token|authorization|api[_-]?key|cookie|encryption|private",
     re.IGNORECASE,
 )
+_SAFE_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "request_id",
+        "method",
+        "route",
+        "path",
+        "status",
+        "duration_ms",
+        "trace_id",
+        "span_id",
+        "logger",
+        "job_id",
+        "task",
+        "order_id",
+        "user_id",
+    }
+)
 _URL_CREDENTIALS = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
 
 
 def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Redact values under secret-looking keys and passwords embedded in URLs."""
     for key, value in list(event.items()):
-        if key == "event":
+        if key in _SAFE_KEYS:  # the access log's own fields: nothing to redact, skip the regex
+            if key == "path" and isinstance(value, str) and "://" in value:
+                event[key] = _URL_CREDENTIALS.sub(r"\1:[redacted]@", value)
             continue
         if _SECRET_KEYS.search(key):
             event[key] = "[redacted]"
@@ -150,6 +173,11 @@ def _add_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
     return event
 
 
+def _orjson_text(value: Any, **_: Any) -> str:
+    # orjson renders a log line several times faster than the stdlib's json.
+    return orjson.dumps(value, default=str).decode()
+
+
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
     """Route structlog and the standard library through one JSON renderer on stdout."""
     shared: list[Any] = [
@@ -160,7 +188,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
         _scrub,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_orjson_text)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],

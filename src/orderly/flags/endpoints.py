@@ -65,7 +65,7 @@ async def import_flags(
 @router.post("/admin/flags/evaluate", responses=_ADMIN_ERRORS)
 async def evaluate_flag(data: EvaluateRequest, user: AdminUser) -> Evaluation:
     """Evaluate one flag for a given context (an unknown flag is off)."""
-    context = FlagContext.from_unleash(data.context.model_dump(exclude_none=True))
+    context = FlagContext.from_unleash(data.context.model_dump(mode="json", exclude_none=True))
     return service.evaluate(client.snapshot(), data.flag, context)
 
 

@@ -66,7 +66,8 @@ async def _read(tx: Tx, row: ReleaseRow) -> ReleaseRead:
 
 async def start(tx: Tx, context: AuditContext, name: str, plan: ReleasePlan) -> ReleaseRead:
     """Start (or restart) a plan at its first stage."""
-    if await repository.get_flag(tx, name) is None:
+    # Locked: a flag deleted meanwhile would break the plan's foreign key (500, not 404).
+    if await repository.get_flag(tx, name, lock=True) is None:
         raise errors.NotFound("No such flag.")
     first = plan.stages[0]
     last = len(plan.stages) == 1

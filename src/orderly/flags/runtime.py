@@ -108,7 +108,7 @@ class FlagRuntime:
             self._listener = None
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self.database.url, timeout=5)
+        conn = await asyncpg.connect(self.database.direct_url, timeout=5)
 
         def notified(*_: object) -> None:
             self._wake.set()

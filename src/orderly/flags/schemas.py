@@ -8,12 +8,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orderly.core.inputs import Input, IsoDateTime
+
 # Unleash's rule: URL-friendly names (letters, digits, '.', '_', '-', '~'), any case.
 FLAG_NAME_PATTERN = r"^[A-Za-z0-9._~-]{1,255}$"
 FlagName = Annotated[str, Field(pattern=FLAG_NAME_PATTERN)]
 
 
-class _Unleash(BaseModel):
+class _Unleash(Input):
     # Unleash documents carry fields we do not use (project, type, stale, …): ignored, not stored.
     model_config = ConfigDict(extra="ignore")
 
@@ -80,24 +82,20 @@ class ImportResult(BaseModel):
     imported: int
 
 
-class EvaluationContext(BaseModel):
+class EvaluationContext(Input):
     """Unleash's context fields for an evaluation."""
-
-    model_config = ConfigDict(extra="forbid")
 
     userId: str | None = None
     sessionId: str | None = None
     remoteAddress: str | None = None
     environment: str | None = None
     appName: str | None = None
-    currentTime: str | None = None
+    currentTime: IsoDateTime | None = None
     properties: dict[str, str] = {}
 
 
-class EvaluateRequest(BaseModel):
+class EvaluateRequest(Input):
     """``POST /v1/admin/flags/evaluate``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     flag: str = Field(min_length=1, max_length=255)
     context: EvaluationContext = EvaluationContext()
@@ -134,29 +132,23 @@ class ReleaseStatus(StrEnum):
     rolled_back = "rolled_back"
 
 
-class Stage(BaseModel):
+class Stage(Input):
     """One stage: a rollout percentage held for ``hold_seconds`` before the next."""
-
-    model_config = ConfigDict(extra="forbid")
 
     rollout: int = Field(ge=0, le=100)
     hold_seconds: float = Field(0, ge=0, le=30 * 86400)
 
 
-class Guard(BaseModel):
+class Guard(Input):
     """When to roll back by itself."""
-
-    model_config = ConfigDict(extra="forbid")
 
     max_error_rate: float = Field(0.05, gt=0, lt=1)
     min_samples: int = Field(100, ge=1)
     window_seconds: int = Field(300, ge=10, le=86400)
 
 
-class ReleasePlan(BaseModel):
+class ReleasePlan(Input):
     """``PUT /v1/admin/flags/{name}/release``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     stages: list[Stage] = Field(min_length=1, max_length=20)
     guard: Guard | None = None

@@ -58,6 +58,18 @@ async def save_flag(
     return feature, before is None
 
 
+async def set_enabled(tx: Tx, context: AuditContext, name: str, *, enabled: bool) -> Feature:
+    """The kill switch: turn a flag off (or back on) everywhere; audited before/after."""
+    row = await repository.get_flag(tx, name, lock=True)
+    if row is None:
+        raise errors.NotFound("No such flag.")
+    feature = Feature.model_validate({**row.definition, "enabled": enabled})
+    saved, _ = await save_flag(
+        tx, context, feature, action="flag.enabled" if enabled else "flag.killed"
+    )
+    return saved
+
+
 async def delete_flag(tx: Tx, context: AuditContext, name: str) -> None:
     """Delete a flag (and its release plan); audited."""
     before = await repository.delete_flag(tx, name)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    SmallInteger,
     String,
     Text,
     func,
@@ -89,4 +90,18 @@ class SloRequestMinute(Base):
     minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     series: Mapped[str] = mapped_column(String(20), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(4), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class SloLatencyMinute(Base):
+    """A latency histogram of ``/v1`` requests per UTC minute, summed from every process.
+
+    ``bucket`` indexes ``incidents.slo.LATENCY_BUCKETS`` (upper bounds in seconds, the
+    last one unbounded); the console draws p50/p99 over the last hours from it.
+    """
+
+    __tablename__ = "slo_latency_minute"
+
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)

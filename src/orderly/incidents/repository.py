@@ -224,3 +224,53 @@ async def request_totals(tx: Tx, series: str, windows_seconds: list[int]) -> lis
     )
     by_window = {int(row["secs"]): (int(row["good"]), int(row["bad"])) for row in rows}
     return [by_window.get(w, (0, 0)) for w in windows_seconds]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """One minute of ``/v1`` traffic: requests by outcome and the latency histogram."""
+
+    minute: datetime
+    good: int
+    bad: int
+    buckets: dict[int, int]
+
+
+async def add_latency_counts(tx: Tx, rows: Iterable[tuple[datetime, int, int]]) -> None:
+    """Add (minute, bucket, count) from one process."""
+    await tx.executemany(
+        """INSERT INTO slo_latency_minute (minute, bucket, count) VALUES ($1, $2, $3)
+           ON CONFLICT (minute, bucket)
+           DO UPDATE SET count = slo_latency_minute.count + EXCLUDED.count""",
+        list(rows),
+    )
+
+
+async def minutes_since(tx: Tx, since: datetime) -> list[MinuteCounts]:
+    """Per-minute availability counts and latency histograms from *since* on, oldest first."""
+    rows = await tx.fetch(
+        """WITH a AS (
+              SELECT minute,
+                     sum(count) FILTER (WHERE outcome = 'good')::bigint AS good,
+                     sum(count) FILTER (WHERE outcome = 'bad')::bigint AS bad
+                FROM slo_request_minute
+               WHERE series = 'availability' AND minute >= $1
+               GROUP BY minute),
+            l AS (
+              SELECT minute, json_object_agg(bucket, count) AS buckets
+                FROM slo_latency_minute WHERE minute >= $1 GROUP BY minute)
+            SELECT COALESCE(a.minute, l.minute) AS minute, COALESCE(a.good, 0) AS good,
+                   COALESCE(a.bad, 0) AS bad, l.buckets
+              FROM a FULL JOIN l ON l.minute = a.minute
+             ORDER BY 1""",
+        since,
+    )
+    return [
+        MinuteCounts(
+            minute=row["minute"],
+            good=int(row["good"]),
+            bad=int(row["bad"]),
+            buckets={int(k): int(v) for k, v in (row["buckets"] or {}).items()},
+        )
+        for row in rows
+    ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from orderly.core.inputs import SINGLE_LINE, Input, Omittable
 
 
 class Severity(StrEnum):
@@ -36,37 +38,33 @@ class IncidentSource(StrEnum):
     slo = "slo"
 
 
-class IncidentCreate(BaseModel):
+class IncidentCreate(Input):
     """``POST /v1/admin/incidents``."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200, pattern=SINGLE_LINE)
     severity: Severity
     summary: str | None = Field(None, max_length=10_000)
 
 
-class IncidentUpdate(BaseModel):
+class IncidentUpdate(Input):
     """``PATCH /v1/admin/incidents/{id}``: only the fields given change."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    title: str | None = Field(None, min_length=1, max_length=200)
-    status: IncidentStatus | None = None
-    severity: Severity | None = None
+    title: Omittable[Annotated[str, Field(min_length=1, max_length=200, pattern=SINGLE_LINE)]] = (
+        None
+    )
+    status: Omittable[IncidentStatus] = None
+    severity: Omittable[Severity] = None
     commander_id: uuid.UUID | None = None
     summary: str | None = Field(None, max_length=10_000)
     impact: str | None = Field(None, max_length=10_000)
     root_cause: str | None = Field(None, max_length=10_000)
     resolution: str | None = Field(None, max_length=10_000)
     lessons_learned: str | None = Field(None, max_length=10_000)
-    action_items: list[str] | None = Field(None, max_length=100)
+    action_items: Omittable[Annotated[list[str], Field(max_length=100)]] = None
 
 
-class TimelineNote(BaseModel):
+class TimelineNote(Input):
     """``POST /v1/admin/incidents/{id}/timeline``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     message: str = Field(min_length=1, max_length=5000)
 

@@ -42,6 +42,11 @@ _NEXT_STATUS = {
 }
 
 
+def next_statuses(status: IncidentStatus) -> list[IncidentStatus]:
+    """Where an incident in *status* may go next (active → stable → closed)."""
+    return sorted(_NEXT_STATUS[status], key=list(IncidentStatus).index)
+
+
 def actor_name(context: AuditContext) -> str:
     """How the timeline names an actor: ``user:<id>`` or the system role."""
     if context.actor_id is not None:

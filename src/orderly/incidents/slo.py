@@ -9,10 +9,12 @@ over both 1 h and 5 m (the thresholds of ``ops/prometheus/alerts.yml``).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from orderly.audit.schemas import AuditContext
 from orderly.core import request_scope
@@ -29,6 +31,8 @@ FAST_BURN = 14.4
 WINDOW_DAYS = 30
 _WINDOWS = {"5m": 300, "1h": 3600, "6h": 6 * 3600, "3d": 3 * 86400, "30d": WINDOW_DAYS * 86400}
 SLO_GUARD = AuditContext(actor_role="system:slo")
+# Upper bounds (seconds) of the latency histogram's buckets; one more bucket holds the rest.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class RequestCounter:
@@ -38,6 +42,7 @@ class RequestCounter:
         self.database = database
         self.flush_seconds = flush_seconds
         self._counts: defaultdict[tuple[datetime, str, str], int] = defaultdict(int)
+        self._latency: defaultdict[tuple[datetime, int], int] = defaultdict(int)
         self._task: asyncio.Task[None] | None = None
 
     def observe_request(self, finished: request_scope.FinishedRequest) -> None:
@@ -48,24 +53,33 @@ class RequestCounter:
         minute = datetime.fromtimestamp(now - now % 60, UTC)
         good = finished.status < 500
         self._counts[(minute, "availability", "good" if good else "bad")] += 1
+        self._latency[(minute, bisect.bisect_left(LATENCY_BUCKETS, finished.seconds))] += 1
         if finished.method == "POST" and finished.route == "/v1/orders":
             fast = finished.seconds < ORDER_LATENCY_SECONDS
             self._counts[(minute, "order_latency", "good" if fast else "bad")] += 1
 
     async def flush(self) -> None:
         """Write the counts (added to every other process's)."""
-        if not self._counts:
+        if not self._counts and not self._latency:
             return
         counts, self._counts = self._counts, defaultdict(int)
+        latency, self._latency = self._latency, defaultdict(int)
         try:
             async with self.database.transaction() as tx:
-                await repository.add_request_counts(
-                    tx, [(m, s, o, n) for (m, s, o), n in counts.items()]
-                )
+                if counts:
+                    await repository.add_request_counts(
+                        tx, [(m, s, o, n) for (m, s, o), n in counts.items()]
+                    )
+                if latency:
+                    await repository.add_latency_counts(
+                        tx, [(m, b, n) for (m, b), n in latency.items()]
+                    )
                 await tx.commit()
         except Exception:
             for key, n in counts.items():
                 self._counts[key] += n
+            for bucket_key, n in latency.items():
+                self._latency[bucket_key] += n
             raise
 
     async def _loop(self) -> None:
@@ -128,6 +142,72 @@ async def report(tx: Tx) -> SloReport:
             )
         )
     return SloReport(computed_at=datetime.now(UTC), slos=slos)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPoint:
+    """One time bin of ``/v1`` traffic, for the console's charts."""
+
+    start: datetime
+    requests: int
+    errors: int
+    requests_per_second: float
+    error_rate: float | None
+    p50_seconds: float | None
+    p99_seconds: float | None
+
+
+def quantile(buckets: dict[int, int], q: float) -> float | None:
+    """The *q* quantile of a histogram, interpolated inside its bucket (as PromQL does)."""
+    total = sum(buckets.values())
+    if total == 0:
+        return None
+    rank, seen = q * total, 0
+    for index in range(len(LATENCY_BUCKETS) + 1):
+        count = buckets.get(index, 0)
+        if count and seen + count >= rank:
+            if index == len(LATENCY_BUCKETS):  # the unbounded bucket: its lower bound
+                return LATENCY_BUCKETS[-1]
+            lower = LATENCY_BUCKETS[index - 1] if index else 0.0
+            upper = LATENCY_BUCKETS[index]
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+    return LATENCY_BUCKETS[-1]
+
+
+async def traffic(
+    tx: Tx, *, hours: int = 6, bin_minutes: int = 10, now: datetime | None = None
+) -> list[TrafficPoint]:
+    """Request rate, error rate and p50/p99 latency per bin over the last *hours* (UTC bins)."""
+    end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    end -= timedelta(minutes=end.minute % bin_minutes)
+    start = end - timedelta(hours=hours) + timedelta(minutes=bin_minutes)
+    bins = [start + timedelta(minutes=bin_minutes * i) for i in range(hours * 60 // bin_minutes)]
+    good = dict.fromkeys(bins, 0)
+    bad = dict.fromkeys(bins, 0)
+    histograms: dict[datetime, dict[int, int]] = {b: defaultdict(int) for b in bins}
+    for row in await repository.minutes_since(tx, start):
+        offset = int((row.minute - start).total_seconds() // 60) // bin_minutes
+        if not 0 <= offset < len(bins):
+            continue
+        key = bins[offset]
+        good[key] += row.good
+        bad[key] += row.bad
+        for bucket, count in row.buckets.items():
+            histograms[key][bucket] += count
+    seconds = bin_minutes * 60
+    return [
+        TrafficPoint(
+            start=b,
+            requests=good[b] + bad[b],
+            errors=bad[b],
+            requests_per_second=(good[b] + bad[b]) / seconds,
+            error_rate=bad[b] / (good[b] + bad[b]) if good[b] + bad[b] else None,
+            p50_seconds=quantile(histograms[b], 0.5),
+            p99_seconds=quantile(histograms[b], 0.99),
+        )
+        for b in bins
+    ]
 
 
 async def check_fast_burn(database: Database) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Path, Query
 
 from orderly import errors
 from orderly.api.auth import AdminUser, Origin
-from orderly.api.deps import Page, Transaction, encode_cursor
+from orderly.api.deps import BIGINT_MAX, Page, Transaction, encode_cursor
 from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
 from orderly.api.routing import domain_router
@@ -17,6 +17,7 @@ from orderly.jobs import service
 from orderly.jobs.schemas import JobPage, JobRead, JobStatus
 
 router = domain_router(prefix="/admin/jobs", tags=["jobs"])
+JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="A job's id")]
 
 
 @router.get("", responses=responses_for(errors.Forbidden, errors.Unauthorized))
@@ -27,12 +28,7 @@ async def list_jobs(
     status: Annotated[JobStatus | None, Query()] = None,
 ) -> JobPage:
     """Unfinished jobs, newest first; ``failed`` = waiting for a retry, ``dead`` = out of tries."""
-    after = None
-    if page.cursor is not None:
-        try:
-            after = int(page.cursor["id"])
-        except (KeyError, ValueError):
-            raise errors.InvalidInput("malformed cursor", field="cursor") from None
+    after = page.integer("id")
     records = await service.list_jobs(tx, status=status, limit=page.limit + 1, after_id=after)
     shown = records[: page.limit]
     cursor = encode_cursor({"id": str(shown[-1].id)}) if len(records) > page.limit else None
@@ -47,7 +43,7 @@ async def list_jobs(
     dependencies=[IDEMPOTENT],
     responses=responses_for(errors.NotFound, errors.Conflict, errors.Forbidden),
 )
-async def retry_job(job_id: int, tx: Transaction, user: AdminUser, origin: Origin) -> JobRead:
+async def retry_job(job_id: JobId, tx: Transaction, user: AdminUser, origin: Origin) -> JobRead:
     """Re-queue a dead job now, with a fresh attempt budget (audited)."""
     context = origin.with_actor(user.id, user.role)
     record = await service.retry_dead_job(tx, job_id, context=context)

@@ -16,6 +16,11 @@ async def list_jobs(
     return await jobs.list_jobs(tx, status=status, limit=limit, after_id=after_id)
 
 
+async def queue_summary(tx: Tx) -> jobs.QueueStats:
+    """Jobs per status and the age of the oldest due job (the console's overview)."""
+    return await jobs.queue_stats(tx)
+
+
 async def retry_dead_job(tx: Tx, job_id: int, *, context: AuditContext) -> jobs.JobRecord:
     """Re-queue a dead job now with a fresh attempt budget, audited; 404/409 otherwise."""
     if not await jobs.retry_dead(tx, job_id):

@@ -26,15 +26,6 @@ from orderly.ledger.schemas import (
 router = domain_router(tags=["wallet"])
 
 
-def _before(cursor: dict[str, str] | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        return int(cursor["e"])
-    except (KeyError, ValueError):
-        raise errors.InvalidInput("malformed cursor", field="cursor") from None
-
-
 CurrencyQuery = Annotated[
     str | None,
     Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code; default: the shop's currency"),
@@ -73,7 +64,7 @@ async def list_wallet_transactions(
         user.id,
         currency=currency or settings.currency,
         limit=page.limit + 1,
-        before=_before(page.cursor),
+        before=page.integer("e"),
     )
     more = len(lines) > page.limit
     lines = lines[: page.limit]

@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from orderly.core.inputs import Input
+
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 """An ISO 4217 code in capitals (``USD``, ``EUR``)."""
 
@@ -48,10 +50,10 @@ class WalletTransactionPage(BaseModel):
     next_cursor: str | None
 
 
-class CreditGrantCreate(BaseModel):
+class CreditGrantCreate(Input):
     """An admin's credit grant; ``transaction_id`` makes it idempotent."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True)
 
     user_id: uuid.UUID
     amount_cents: int = Field(gt=0, le=MAX_GRANT_CENTS, strict=True)

@@ -31,8 +31,10 @@ async def pay_order(
     if card_payment_method is None:
         await service.pay_with_credits(tx, order, actor_id=customer_id)
     else:
-        if gateway is None:
-            raise errors.Unavailable("Card payments are not configured.")
+        if gateway is None:  # a shop without Stripe: a request it cannot serve, not an outage
+            raise errors.InvalidInput(
+                "Card payments are not available in this shop; pay with credits.", field="method"
+            )
         await service.pay_with_card(
             tx,
             gateway,

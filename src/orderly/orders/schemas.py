@@ -7,7 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
+
+from orderly.core.inputs import Input
 
 
 class OrderStatus(StrEnum):
@@ -50,10 +52,8 @@ Line = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whit
 Optional = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
 
 
-class ShippingAddress(BaseModel):
+class ShippingAddress(Input):
     """Where the order goes; personal data, stored encrypted."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: Line
     line1: Line
@@ -64,19 +64,15 @@ class ShippingAddress(BaseModel):
     phone: Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9+ ()-]*$")] = ""
 
 
-class OrderLineCreate(BaseModel):
+class OrderLineCreate(Input):
     """One product and how many."""
-
-    model_config = ConfigDict(extra="forbid")
 
     product_id: uuid.UUID
     quantity: int = Field(ge=1, le=1000)
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(Input):
     """A new order (customer): lines and where to ship them."""
-
-    model_config = ConfigDict(extra="forbid")
 
     items: list[OrderLineCreate] = Field(min_length=1, max_length=50)
     shipping_address: ShippingAddress
@@ -112,18 +108,14 @@ class OrderPage(BaseModel):
     next_cursor: str | None
 
 
-class CreditsPayment(BaseModel):
+class CreditsPayment(Input):
     """Pay from the caller's credits wallet."""
-
-    model_config = ConfigDict(extra="forbid")
 
     method: Literal["credits"]
 
 
-class CardPayment(BaseModel):
+class CardPayment(Input):
     """Pay by card: a Stripe PaymentMethod id created by the client (``pm_…``)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     method: Literal["card"]
     payment_method: Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,200}$")]
@@ -132,10 +124,8 @@ class CardPayment(BaseModel):
 PaymentCreate = Annotated[CreditsPayment | CardPayment, Field(discriminator="method")]
 
 
-class WarehouseEvent(BaseModel):
+class WarehouseEvent(Input):
     """The warehouse's signed callback."""
-
-    model_config = ConfigDict(extra="forbid")
 
     order_id: uuid.UUID
     event: Literal["shipped"]

@@ -159,11 +159,12 @@ async def list_orders(
     status: OrderStatus | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
+    customer_id: uuid.UUID | None = None,
 ) -> tuple[list[OrderRead], tuple[datetime, uuid.UUID] | None]:
-    """A page of the viewer's orders (staff: everyone's), newest first."""
+    """A page of the viewer's orders (staff: everyone's, or one *customer_id*'s), newest first."""
     rows = await repository.list_orders(
         tx,
-        user_id=None if sees_all else viewer_id,
+        user_id=customer_id if sees_all else viewer_id,
         status=status,
         limit=limit + 1,
         after=after,
@@ -171,6 +172,11 @@ async def list_orders(
     page = [_read(row, None) for row in rows[:limit]]
     more = len(rows) > limit
     return page, ((page[-1].created_at, page[-1].id) if more and page else None)
+
+
+async def history(tx: Tx, order_id: uuid.UUID) -> list[repository.OrderEvent]:
+    """The order's status changes, oldest first (staff views; the caller checked access)."""
+    return await repository.events(tx, order_id)
 
 
 async def load_for_change(

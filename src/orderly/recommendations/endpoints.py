@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Query
 
 from orderly import errors
-from orderly.api.auth import PUBLIC, CurrentUser
+from orderly.api.auth import PUBLIC, CurrentUser, OptionalUser
 from orderly.api.deps import AppRuntime
 from orderly.api.problems import responses_for
 from orderly.api.routing import domain_router
@@ -47,11 +47,25 @@ async def recommend_for_me(
 @router.get(
     "/products/{product_id}/recommendations",
     dependencies=[PUBLIC],
-    responses=responses_for(errors.NotFound),
+    responses=responses_for(errors.NotFound, errors.Unauthorized),
 )
 async def recommend_for_product(
-    product_id: uuid.UUID, runtime: AppRuntime, limit: Limit = service.DEFAULT_LIMIT
+    product_id: uuid.UUID,
+    runtime: AppRuntime,
+    user: OptionalUser,
+    limit: Limit = service.DEFAULT_LIMIT,
 ) -> RecommendationsRead:
-    """Products bought with this one, then best-sellers; 404 for an unknown or inactive one."""
-    answer = await service.for_product(runtime.database, product_id, limit=limit)
+    """Products bought with this one, then best-sellers; 404 for an unknown or inactive one.
+
+    Public; with a bearer token the caller's 30-day purchases are left out and
+    the flag may send them to the model (an invalid token is a 401).
+    """
+    answer = await service.for_product(
+        runtime.database,
+        product_id,
+        limit=limit,
+        user_id=user.id if user is not None else None,
+        model=runtime.recommender if user is not None else None,
+        routing=FLAG_ROUTING,
+    )
     return _read(answer)

@@ -88,9 +88,37 @@ async def recompute(tx: Tx) -> None:
     await tx.execute(_RECOMPUTE_POPULAR, statuses, POPULAR_DAYS, POPULAR_KEPT)
 
 
-async def mark_computed(tx: Tx) -> None:
-    """Note when the scores were last recomputed."""
-    await tx.execute("UPDATE analytics_state SET recommendations_at = now() WHERE id = 1")
+async def mark_computed(tx: Tx, watermark: datetime | None) -> None:
+    """Record that every order event stamped before *watermark* is in the scores (None: unknown)."""
+    # The row may be missing in a database emptied by hand (the analytics refresh recreates it).
+    await tx.execute(
+        """INSERT INTO analytics_state (id, recommendations_at) VALUES (1, $1)
+           ON CONFLICT (id) DO UPDATE SET recommendations_at = EXCLUDED.recommendations_at""",
+        watermark,
+    )
+
+
+async def scores_watermark(tx: Tx) -> datetime | None:
+    """Order events stamped before this are reflected in the scores (None: recompute)."""
+    value: datetime | None = await tx.fetchval(
+        "SELECT recommendations_at FROM analytics_state WHERE id = 1"
+    )
+    return value
+
+
+async def bought_changed_since(tx: Tx, since: datetime) -> bool:
+    """Whether an order event stamped at or after *since* moved an order into or out of "bought"."""
+    return bool(
+        await tx.fetchval(
+            """SELECT EXISTS (
+                 SELECT 1 FROM order_event
+                  WHERE created_at >= $1
+                    AND (coalesce(from_status, '') = ANY($2::text[]))
+                        <> (to_status = ANY($2::text[])))""",
+            since,
+            list(BOUGHT_STATUSES),
+        )
+    )
 
 
 async def bought_recently(tx: Tx, user_id: uuid.UUID) -> list[uuid.UUID]:

@@ -17,10 +17,12 @@ the process for :data:`CACHE_SECONDS`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
 from collections import OrderedDict
+from datetime import datetime, timedelta
 
 from orderly import errors
 from orderly.core.db import Database, Tx
@@ -35,6 +37,8 @@ DEFAULT_LIMIT = 10
 MAX_LIMIT = 50
 CACHE_SECONDS = 2.0
 CACHE_ENTRIES = 10_000
+# The scores' windows slide with time: even with no order change, they are recomputed this often.
+MAX_SCORE_AGE = timedelta(hours=1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,11 +84,37 @@ answer_cache = AnswerCache()
 # ---------------------------------------------------------------- refresh
 
 
-async def recompute(tx: Tx) -> None:
-    """Recompute co-purchase scores and best-sellers from paid and fulfilled orders."""
+async def recompute(tx: Tx, *, watermark: datetime | None = None) -> None:
+    """Recompute co-purchase scores and best-sellers from paid and fulfilled orders.
+
+    *watermark*: every order event stamped before it is visible to this
+    transaction (the analytics refresh's horizon). Without one, the next
+    :func:`refresh` recomputes again.
+    """
     await repo.recompute(tx)
-    await repo.mark_computed(tx)
+    await repo.mark_computed(tx, watermark)
     tx.after_commit(answer_cache.clear)
+
+
+async def refresh(tx: Tx, *, watermark: datetime, force: bool = False) -> bool:
+    """Bring the scores up to date as of *watermark*; False when skipped as unchanged.
+
+    The scores read only paid and fulfilled orders, so they are recomputed
+    when an order event stamped since the last run moved an order into or out
+    of those statuses, when the last run is :data:`MAX_SCORE_AGE` old (the 90-
+    and 30-day windows slide), or when *force* is set (the nightly rebuild).
+    Otherwise a recompute would give the same scores: it is skipped.
+    """
+    last = await repo.scores_watermark(tx)
+    if (
+        not force
+        and last is not None
+        and last > watermark - MAX_SCORE_AGE
+        and not await repo.bought_changed_since(tx, last)
+    ):
+        return False
+    await recompute(tx, watermark=watermark)
+    return True
 
 
 # ---------------------------------------------------------------- serve
@@ -100,9 +130,6 @@ async def for_product(
     routing: ModelRouting | None = None,
 ) -> Recommendations:
     """Products to show beside *product_id*; NotFound when it is unknown or inactive."""
-    async with database.transaction() as tx:
-        if not await repo.is_active_product(tx, product_id):
-            raise errors.NotFound("no such product")
     return await _recommend(
         database, user_id=user_id, product_id=product_id, limit=limit, model=model, routing=routing
     )
@@ -131,35 +158,49 @@ async def _recommend(
     model: ModelClient | None,
     routing: ModelRouting | None,
 ) -> Recommendations:
-    asks_model = (
-        model is not None
-        and user_id is not None
-        and routing is not None
-        and routing.use_model(user_id)
-    )
     key = (user_id, product_id, limit)
-    if not asks_model:
+    if model is None or user_id is None or routing is None or not routing.use_model(user_id):
         cached = answer_cache.get(key)
         if cached is not None:
+            if product_id is not None:
+                async with database.transaction() as tx:
+                    await _check_product(tx, product_id)
             return cached
-    model_ids: list[uuid.UUID] = []
-    if asks_model:
-        assert model is not None
-        assert routing is not None
-        assert user_id is not None
-        # No connection is held while the model is asked (it may take the whole timeout).
-        try:
-            model_ids = await model.recommend(user_id=user_id, product_id=product_id, limit=limit)
-        except ModelUnavailable:
-            routing.record_outcome(user_id, ok=False)
-            asks_model = False
-        else:
-            routing.record_outcome(user_id, ok=True)
-    async with database.transaction() as tx:
-        answer = await _assemble(tx, user_id, product_id, limit, model_ids if asks_model else [])
-    if not asks_model:
+        answer = await _builtin(database, user_id, product_id, limit)
         answer_cache.put(key, answer)
-    return answer
+        return answer
+    # The model is asked first; the built-in answer (and the product check) is prepared
+    # meanwhile, its connection back in the pool before the wait is over. A model that
+    # fails or hangs then costs its timeout from the start of the request, nothing more.
+    call = asyncio.create_task(model.recommend(user_id=user_id, product_id=product_id, limit=limit))
+    try:
+        fallback = await _builtin(database, user_id, product_id, limit)
+    except BaseException:
+        call.cancel()  # e.g. an unknown product: its 404 does not wait for the model
+        raise
+    try:
+        model_ids = await call
+    except ModelUnavailable:
+        routing.record_outcome(user_id, ok=False)
+        answer_cache.put(key, fallback)
+        return fallback
+    routing.record_outcome(user_id, ok=True)
+    async with database.transaction() as tx:
+        return await _assemble(tx, user_id, product_id, limit, model_ids)
+
+
+async def _check_product(tx: Tx, product_id: uuid.UUID) -> None:
+    if not await repo.is_active_product(tx, product_id):
+        raise errors.NotFound("no such product")
+
+
+async def _builtin(
+    database: Database, user_id: uuid.UUID | None, product_id: uuid.UUID | None, limit: int
+) -> Recommendations:
+    async with database.transaction() as tx:
+        if product_id is not None:
+            await _check_product(tx, product_id)
+        return await _assemble(tx, user_id, product_id, limit, [])
 
 
 async def _assemble(

@@ -1,0 +1,1 @@
+"""The ops console: server-rendered pages for staff at ``/console`` (templates/, static/)."""
