@@ -17,7 +17,6 @@ The hierarchy (status as mapped by ``orderly.api.problems``; ``code`` in bracket
     ├── Conflict                      409 [conflict]
     │   ├── OutOfStock                    [out_of_stock]       catalog/orders
     │   ├── IllegalTransition             [conflict]           orders state machine
-    │   ├── CurrencyMismatch              [currency_mismatch]  ledger
     │   └── TransactionIdReused           [conflict]           ledger idempotency
     ├── PaymentRequired               402 [payment_required]
     │   ├── InsufficientFunds             [insufficient_funds] ledger
@@ -203,13 +202,6 @@ class InsufficientFunds(PaymentRequired):
 
     code = "insufficient_funds"
     title = "Insufficient funds"
-
-
-class CurrencyMismatch(Conflict):
-    """The wallet is kept in another currency than the amount to move."""
-
-    code = "currency_mismatch"
-    title = "Currency mismatch"
 
 
 class TransactionIdReused(Conflict):

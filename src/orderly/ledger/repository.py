@@ -84,15 +84,21 @@ def _tx(row: asyncpg.Record) -> TransactionRow:
 # ---------------------------------------------------------------- wallets
 
 
-async def ensure_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow:
-    """The user's wallet in *currency*, created with a zero balance if missing."""
-    await tx.execute(
-        """INSERT INTO ledger_account (id, kind, currency, user_id, balance_cents)
-           VALUES ($1, 'wallet', $2, $3, 0) ON CONFLICT DO NOTHING""",
-        uuid.uuid4(),
-        currency,
-        user_id,
-    )
+async def ensure_wallet(tx: Tx, user_id: uuid.UUID, currency: str) -> WalletRow | None:
+    """The user's wallet in *currency*, created with a zero balance if missing.
+
+    None when there is no such user (the foreign key decides, not a read first).
+    """
+    try:
+        await tx.execute(
+            """INSERT INTO ledger_account (id, kind, currency, user_id, balance_cents)
+               VALUES ($1, 'wallet', $2, $3, 0) ON CONFLICT DO NOTHING""",
+            uuid.uuid4(),
+            currency,
+            user_id,
+        )
+    except asyncpg.ForeignKeyViolationError:
+        return None
     wallet = await get_wallet(tx, user_id, currency)
     assert wallet is not None
     return wallet

@@ -21,8 +21,6 @@ import dataclasses
 import re
 import uuid
 
-from asyncpg.exceptions import ForeignKeyViolationError
-
 from orderly import errors
 from orderly.audit import service as audit
 from orderly.audit.schemas import AuditContext
@@ -109,6 +107,8 @@ async def get_or_create_wallet(
 ) -> Wallet:
     """The user's wallet, opened with a zero balance on first use."""
     row = await repo.ensure_wallet(tx, user_id, currency)
+    if row is None:
+        raise errors.NotFound("no such user")
     return Wallet(row.user_id, row.balance_cents, row.currency)
 
 
@@ -376,10 +376,8 @@ async def record_card_refund(tx: Tx, *, reference: str, reason: str | None = Non
 
 
 async def _ensure_wallet_for(tx: Tx, user_id: uuid.UUID, currency: str) -> None:
-    try:
-        await repo.ensure_wallet(tx, user_id, currency)
-    except ForeignKeyViolationError:
-        raise errors.NotFound("no such user") from None
+    if await repo.ensure_wallet(tx, user_id, currency) is None:
+        raise errors.NotFound("no such user")
 
 
 # ---------------------------------------------------------------- verification
