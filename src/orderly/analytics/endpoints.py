@@ -11,13 +11,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.analytics import service
-from orderly.analytics.schemas import (
-    RefreshRead,
-    SummaryDay,
-    SummaryProduct,
-    SummaryRead,
-    SummaryTotals,
-)
+from orderly.analytics.schemas import RefreshRead, SummaryRead
 from orderly.api.auth import AdminUser, StaffUser
 from orderly.api.deps import AppSettings, Transaction
 from orderly.api.idempotency import IDEMPOTENT
@@ -36,42 +30,19 @@ _READ_ERRORS = responses_for(errors.InvalidInput, errors.Unauthorized, errors.Fo
 
 
 def _read(summary: service.Summary) -> SummaryRead:
-    t = summary.totals
-    return SummaryRead(
-        computed_at=summary.computed_at,
-        currency=summary.currency,
-        **{"from": summary.first},
-        to=summary.last,
-        totals=SummaryTotals(
-            gross_cents=t.gross_cents,
-            refunds_cents=t.refunds_cents,
-            net_cents=t.net_cents,
-            orders_paid=t.orders_paid,
-            orders_cancelled=t.orders_cancelled,
-            orders_refunded=t.orders_refunded,
-            average_order_cents=t.average_order_cents,
-        ),
-        by_day=[
-            SummaryDay(
-                day=d.day,
-                gross_cents=d.gross_cents,
-                refunds_cents=d.refunds_cents,
-                net_cents=d.net_cents,
-                orders_paid=d.orders_paid,
-            )
-            for d in summary.by_day
-        ],
-        orders_by_status=summary.orders_by_status,
-        top_products=[
-            SummaryProduct(
-                product_id=p.product_id,
-                sku=p.sku,
-                name=p.name,
-                units=p.units,
-                revenue_cents=p.revenue_cents,
-            )
-            for p in summary.top_products
-        ],
+    # The service's rows carry the schema's field names; only the range is renamed.
+    return SummaryRead.model_validate(
+        {
+            "computed_at": summary.computed_at,
+            "currency": summary.currency,
+            "from": summary.first,
+            "to": summary.last,
+            "totals": summary.totals,
+            "by_day": summary.by_day,
+            "orders_by_status": summary.orders_by_status,
+            "top_products": summary.top_products,
+        },
+        from_attributes=True,
     )
 
 
