@@ -16,7 +16,6 @@ from orderly.accounts.schemas import Role
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.incidents import repository, slo
-from orderly.incidents import service as incidents_service
 from tests.support.accounts import signed_in
 from tests.support.receivers import eventually
 from tests.support.shop import create_product, order_body
@@ -62,7 +61,7 @@ async def test_slo_figures_agree_with_the_metrics_for_the_same_traffic(
     client: httpx.AsyncClient,
     database: Database,
     settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
+    raw_db: asyncpg.Connection,
 ) -> None:
     before = await v1_counts(client)
     staff = await signed_in(client, database, settings, Role.staff)
@@ -79,12 +78,16 @@ async def test_slo_figures_agree_with_the_metrics_for_the_same_traffic(
     assert (await client.get(missing, headers=staff.headers)).status_code == 404
     assert (await client.get("/v1/admin/incidents")).status_code == 401
 
-    async def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(incidents_service, "list_incidents", broken)
+    # Two real server errors: a personal-data ciphertext copied onto another row fails its
+    # integrity check when read (tests/accounts/test_pii.py), and that answer is a 500.
+    await raw_db.execute(
+        """UPDATE user_account SET name = (SELECT name FROM user_account WHERE id = $1)
+            WHERE id = $2""",
+        staff.id,
+        customer.id,
+    )
     for _ in range(2):
-        assert (await client.get("/v1/admin/incidents", headers=staff.headers)).status_code == 500
+        assert (await client.get("/v1/users/me", headers=customer.headers)).status_code == 500
     after = await v1_counts(client)
     seen = {key: after[key] - before[key] for key in after}
     assert seen["bad"] == 2
