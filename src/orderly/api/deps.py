@@ -92,14 +92,6 @@ async def _settings(request: Request) -> Settings:
     return (await get_runtime(request)).settings
 
 
-async def _database(request: Request) -> Database:
-    return (await get_runtime(request)).database
-
-
-async def _limits(request: Request) -> Limits:
-    return (await get_runtime(request)).limits
-
-
 async def _security(request: Request) -> Security:
     return (await get_runtime(request)).security
 
@@ -113,8 +105,6 @@ Transaction = Annotated[Tx, Depends(_transaction)]
 """The request's transaction: lazy (no connection until the first statement), committed
 once by the route before the response is sent, rolled back on any error."""
 AppSettings = Annotated[Settings, Depends(_settings)]
-DatabaseDep = Annotated[Database, Depends(_database)]
-RateLimits = Annotated[Limits, Depends(_limits)]
 SecurityRuntime = Annotated[Security, Depends(_security)]
 StripeGatewayDep = Annotated[StripeGateway | None, Depends(_stripe)]
 
