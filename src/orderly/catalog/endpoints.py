@@ -8,7 +8,7 @@ from starlette.responses import Response
 
 from orderly import errors
 from orderly.api.auth import PUBLIC, StaffUser
-from orderly.api.deps import AppRuntime, Page, Transaction, keyset_after, keyset_cursor
+from orderly.api.deps import Page, Transaction, keyset_after, keyset_cursor
 from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
 from orderly.api.routing import domain_router
@@ -50,9 +50,9 @@ async def list_products(tx: Transaction, page: Page) -> ProductPage:
     response_model=ProductRead,
     responses=responses_for(errors.NotFound),
 )
-async def get_product(product_id: uuid.UUID, runtime: AppRuntime) -> Response:
+async def get_product(product_id: uuid.UUID, tx: Transaction) -> Response:
     """One active product (served from a short-lived cache; no connection on a cache hit)."""
-    body = await service.get_product_json(runtime.database, product_id)
+    body = await service.get_product_json(tx, product_id)
     return Response(body, media_type="application/json")
 
 

@@ -17,7 +17,7 @@ from orderly.catalog.schemas import (
     StockAdjustmentCreate,
     StockMovementRead,
 )
-from orderly.core.db import Database, Tx
+from orderly.core.db import Tx
 from orderly.core.jobs import enqueue
 from orderly.core.telemetry import get_logger
 
@@ -78,17 +78,16 @@ async def get_product(
     return _read(row)
 
 
-async def get_product_json(database: Database, product_id: uuid.UUID) -> bytes:
+async def get_product_json(tx: Tx, product_id: uuid.UUID) -> bytes:
     """The public JSON of an active product, served from the process cache when fresh.
 
-    It takes the database rather than a transaction: the hottest public read takes
-    no connection at all when the cache answers.
+    *tx* is lazy: when the cache answers, the hottest public read takes no
+    connection at all.
     """
     cached = product_cache.get(product_id)
     if cached is not None:
         return cached
-    async with database.transaction() as tx:
-        body = (await get_product(tx, product_id)).model_dump_json().encode()
+    body = (await get_product(tx, product_id)).model_dump_json().encode()
     product_cache.put(product_id, body)
     return body
 
