@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 from orderly.core.db import Tx
+from orderly.orders.schemas import OrderStatus
 
 MONEY_IN = ("payment", "card_payment")
 MONEY_OUT = ("refund", "card_refund")
@@ -49,13 +50,19 @@ _MONEY = """money AS (
      WHERE t.kind IN ('payment', 'card_payment', 'refund', 'card_refund')
        AND t.external_id LIKE 'order:%')"""
 
+# Order statuses from the one enum, rendered once into the SQL below.
+_PAID, _CANCELLED, _REFUNDED = (
+    f"'{status.value}'"
+    for status in (OrderStatus.paid, OrderStatus.cancelled, OrderStatus.refunded)
+)
+
 _REFRESH_DAYS = f"""
 WITH {{span}}, {_MONEY},
 events AS (
     SELECT o.currency, (e.created_at AT TIME ZONE 'UTC')::date AS day, e.to_status
       FROM span JOIN order_event e ON e.created_at >= span.lo AND e.created_at < span.hi
       JOIN sales_order o ON o.id = e.order_id
-     WHERE e.to_status IN ('paid', 'cancelled', 'refunded'))
+     WHERE e.to_status IN ({_PAID}, {_CANCELLED}, {_REFUNDED}))
 INSERT INTO analytics_day (currency, day, gross_cents, refunds_cents, orders_paid,
                            orders_cancelled, orders_refunded)
 SELECT currency, day, sum(gross), sum(refunds), sum(paid), sum(cancelled), sum(refunded)
@@ -65,8 +72,8 @@ SELECT currency, day, sum(gross), sum(refunds), sum(paid), sum(cancelled), sum(r
                0 AS paid, 0 AS cancelled, 0 AS refunded
           FROM money
         UNION ALL
-        SELECT currency, day, 0, 0, (to_status = 'paid')::int, (to_status = 'cancelled')::int,
-               (to_status = 'refunded')::int
+        SELECT currency, day, 0, 0, (to_status = {_PAID})::int,
+               (to_status = {_CANCELLED})::int, (to_status = {_REFUNDED})::int
           FROM events) AS moves
  GROUP BY currency, day
 """  # noqa: S608 - constant fragments

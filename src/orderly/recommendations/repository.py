@@ -19,13 +19,14 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from orderly.core.db import Tx
+from orderly.orders.schemas import OrderStatus
 
 WINDOW_DAYS = 90
 POPULAR_DAYS = 30
 MIN_TOGETHER = 2
 TOP_PER_PRODUCT = 20
 POPULAR_KEPT = 200
-BOUGHT_STATUSES = ("paid", "fulfilled")
+BOUGHT_STATUSES = (OrderStatus.paid, OrderStatus.fulfilled)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
