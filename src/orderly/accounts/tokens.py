@@ -33,6 +33,17 @@ class AccessClaims:
     jti: str
     expires_at: datetime
 
+    @classmethod
+    def from_jwt(cls, claims: dict[str, Any]) -> AccessClaims:
+        """The typed claims of a verified token (KeyError/ValueError when one is malformed)."""
+        return cls(
+            user_id=uuid.UUID(claims["sub"]),
+            role=Role(claims["role"]),
+            session_id=uuid.UUID(claims["sid"]),
+            jti=str(claims["jti"]),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+
 
 def algorithm(settings: Settings) -> str:
     """The one algorithm this deployment signs and accepts."""
@@ -88,13 +99,7 @@ def decode_access_token(settings: Settings, token: str) -> AccessClaims:
             leeway=LEEWAY_SECONDS,
             options={"require": REQUIRED_CLAIMS},
         )
-        return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]),
-            role=Role(claims["role"]),
-            session_id=uuid.UUID(claims["sid"]),
-            jti=str(claims["jti"]),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
+        return AccessClaims.from_jwt(claims)
     except jwt.ExpiredSignatureError:
         raise Unauthorized("The access token has expired.") from None
     except (jwt.PyJWTError, ValueError, KeyError, TypeError):

@@ -78,13 +78,7 @@ def verify(settings: Settings, value: str) -> AccessClaims:
             issuer=settings.jwt_issuer,
             options={"require": _REQUIRED},
         )
-        return AccessClaims(
-            user_id=uuid.UUID(claims["sub"]),
-            role=Role(claims["role"]),
-            session_id=uuid.UUID(claims["sid"]),
-            jti=str(claims["jti"]),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
+        return AccessClaims.from_jwt(claims)
     except (jwt.PyJWTError, ValueError, KeyError, TypeError):
         raise Unauthorized("Please sign in.") from None
 
