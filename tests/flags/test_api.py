@@ -100,16 +100,16 @@ async def test_guard_rolls_back_once_with_one_incident(
     }
     url = f"/v1/admin/flags/{FLAG['name']}/release"
     await client.put(url, json=plan, headers=admin.headers)
-    runtime = flags.runtime()
-    assert runtime is not None
+    recorder = flags.recorder()
+    assert recorder is not None
     for _ in range(2):  # 1 failure in 2: too few samples, no rollback
-        runtime.record("recommendations.model", True, False)
-    await runtime.flush()
+        recorder.record("recommendations.model", True, False)
+    await recorder.flush()
     assert await release.check_guards(database) == 0
     for _ in range(30):
-        runtime.record("recommendations.model", True, False)
-        runtime.record("recommendations.model", False, True)
-    await runtime.flush()
+        recorder.record("recommendations.model", True, False)
+        recorder.record("recommendations.model", False, True)
+    await recorder.flush()
     assert await release.check_guards(database) == 1
     assert await release.check_guards(database) == 0
     body = (await client.get(url, headers=admin.headers)).json()
@@ -159,11 +159,11 @@ async def test_a_completed_plan_stays_guarded_for_its_window(
     assert (await client.put(url, json=plan, headers=admin.headers)).json()["status"] == (
         "completed"
     )
-    runtime = flags.runtime()
-    assert runtime is not None
+    recorder = flags.recorder()
+    assert recorder is not None
     for _ in range(30):
-        runtime.record("recommendations.model", True, False)
-    await runtime.flush()
+        recorder.record("recommendations.model", True, False)
+    await recorder.flush()
     # Older than its window, a completed plan is no longer watched …
     await raw_db.execute("UPDATE flag_release SET updated_at = now() - interval '301 seconds'")
     assert await release.check_guards(database) == 0

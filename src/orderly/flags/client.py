@@ -7,13 +7,15 @@
 
 No database round trip: answers come from the in-memory snapshot. Before the
 runtime is installed (CLI tools, unit tests) every flag is off, as an unknown
-flag is in Unleash.
+flag is in Unleash. Outcomes go to the process's recorder, when it has one
+(``flags/lifecycle.py`` decides; without one they are not counted).
 """
 
 from __future__ import annotations
 
 from orderly.core import request_scope
 from orderly.flags.engine import EMPTY, FlagContext, Snapshot, VariantResult
+from orderly.flags.outcomes import OutcomeRecorder
 from orderly.flags.runtime import FlagRuntime
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "install",
     "is_enabled",
     "record_outcome",
+    "recorder",
     "runtime",
     "snapshot",
     "uninstall",
@@ -29,26 +32,32 @@ __all__ = [
 ]
 
 _runtime: FlagRuntime | None = None
+_recorder: OutcomeRecorder | None = None
 
 context = FlagContext.of
 
 
-def install(runtime: FlagRuntime) -> None:
-    """Make *runtime* the process's flag runtime (composition roots only)."""
-    global _runtime
-    _runtime = runtime
+def install(runtime: FlagRuntime, recorder: OutcomeRecorder | None) -> None:
+    """Make *runtime* the process's flag runtime and *recorder* its outcome recorder."""
+    global _runtime, _recorder
+    _runtime, _recorder = runtime, recorder
 
 
 def uninstall(runtime: FlagRuntime) -> None:
-    """Forget *runtime* if it is the installed one."""
-    global _runtime
+    """Forget *runtime* (and its recorder) if it is the installed one."""
+    global _runtime, _recorder
     if _runtime is runtime:
-        _runtime = None
+        _runtime, _recorder = None, None
 
 
 def runtime() -> FlagRuntime | None:
     """The installed runtime, if any."""
     return _runtime
+
+
+def recorder() -> OutcomeRecorder | None:
+    """The installed outcome recorder (None when this process records no outcomes)."""
+    return _recorder
 
 
 def snapshot() -> Snapshot:
@@ -75,11 +84,12 @@ def record_outcome(flag: str, cohort: FlagContext | bool, ok: bool) -> None:
 
     Within a request, a recorded outcome replaces the request's own 5xx-based
     outcome for that flag (so a fallback that saved the request still counts
-    the failed call).
+    the failed call). Without a recorder in this process, nothing is counted.
     """
+    if _recorder is None:
+        return
     on = cohort if isinstance(cohort, bool) else snapshot().is_enabled(flag, cohort)
     scope = request_scope.current()
     if scope is not None:
         scope.reported.add(flag)
-    if _runtime is not None:
-        _runtime.record(flag, on, ok)
+    _recorder.record(flag, on, ok)

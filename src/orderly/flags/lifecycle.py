@@ -1,8 +1,9 @@
 """Start and stop progressive delivery in a process (composition roots call this).
 
-Every process: the flag runtime (snapshot kept fresh, outcomes flushed).
-HTTP processes: per-minute request counts for SLOs. Worker processes: the
-driver of release plans, guards and SLO fast-burn checks.
+Every process: the flag runtime (snapshot kept fresh) and its flag outcomes
+(``flags/outcomes.py``). HTTP processes: per-minute request counts for SLOs
+(``incidents/slo.py``). Worker processes (and ``orderly serve``): the driver of
+release plans, guards and SLO fast-burn checks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 from orderly.config import Settings
 from orderly.core.db import Database
 from orderly.flags import client
+from orderly.flags.outcomes import OutcomeRecorder
 from orderly.flags.runtime import FlagRuntime
 from orderly.flags.tasks import drive
 from orderly.incidents.slo import RequestCounter
@@ -24,6 +26,7 @@ class Delivery:
     """What one process runs for flags, guards and SLOs."""
 
     flags: FlagRuntime | None
+    outcomes: OutcomeRecorder | None
     requests: RequestCounter | None
     driver: asyncio.Task[None] | None
 
@@ -35,6 +38,8 @@ class Delivery:
                 await self.driver
         if self.requests is not None:
             await self.requests.stop()
+        if self.outcomes is not None:
+            await self.outcomes.stop()
         if self.flags is not None:
             client.uninstall(self.flags)
             await self.flags.stop()
@@ -44,18 +49,22 @@ async def start(
     settings: Settings, database: Database, *, http: bool, drive_plans: bool
 ) -> Delivery:
     """Start the flag runtime (unless this process has one), request counting, the driver."""
+    flush = settings.telemetry_flush_seconds
     flags: FlagRuntime | None = None
+    outcomes: OutcomeRecorder | None = None
     if client.runtime() is None:
-        flags = FlagRuntime(database, flush_seconds=settings.telemetry_flush_seconds)
+        flags = FlagRuntime(database)
         await flags.start()
-        client.install(flags)
+        outcomes = OutcomeRecorder(database, flush_seconds=flush)
+        await outcomes.start()
+        client.install(flags, outcomes)
     requests = None
     if http:
-        requests = RequestCounter(database, flush_seconds=settings.telemetry_flush_seconds)
+        requests = RequestCounter(database, flush_seconds=flush)
         await requests.start()
     driver = (
         asyncio.create_task(drive(database, settings), name="orderly-flags-driver")
         if drive_plans
         else None
     )
-    return Delivery(flags, requests, driver)
+    return Delivery(flags, outcomes, requests, driver)
