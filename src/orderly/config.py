@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     # process flushes its flag outcomes and per-minute request counts (≤ 10 s by contract).
     guard_interval_seconds: float = Field(30.0, gt=0, le=3600)
     telemetry_flush_seconds: float = Field(5.0, gt=0, le=10)
+    # Off, this process records no flag outcomes and no SLO request counts (flags/lifecycle.py):
+    # the guard and /v1/admin/slos do not see its traffic. For measuring or shedding that cost.
+    record_request_outcomes: bool = True
     alertmanager_token: SecretStr | None = None
 
     @classmethod

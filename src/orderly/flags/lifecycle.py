@@ -1,9 +1,14 @@
 """Start and stop progressive delivery in a process (composition roots call this).
 
-Every process: the flag runtime (snapshot kept fresh) and its flag outcomes
-(``flags/outcomes.py``). HTTP processes: per-minute request counts for SLOs
-(``incidents/slo.py``). Worker processes (and ``orderly serve``): the driver of
-release plans, guards and SLO fast-burn checks.
+Every process: the flag runtime (snapshot kept fresh) and, when recording, its
+flag outcomes (``flags/outcomes.py``). HTTP processes, when recording:
+per-minute request counts for SLOs (``incidents/slo.py``). Worker processes
+(and ``orderly serve``): the driver of release plans, guards and SLO
+fast-burn checks.
+
+Whether a process records is decided here and nowhere else, from
+``ORDERLY_RECORD_REQUEST_OUTCOMES`` (on by default). Off, neither recorder is
+built: the guard and ``/v1/admin/slos`` see no traffic from that process.
 """
 
 from __future__ import annotations
@@ -48,18 +53,20 @@ class Delivery:
 async def start(
     settings: Settings, database: Database, *, http: bool, drive_plans: bool
 ) -> Delivery:
-    """Start the flag runtime (unless this process has one), request counting, the driver."""
+    """Start the flag runtime (unless this process has one), recording, the driver."""
+    record = settings.record_request_outcomes
     flush = settings.telemetry_flush_seconds
     flags: FlagRuntime | None = None
     outcomes: OutcomeRecorder | None = None
     if client.runtime() is None:
         flags = FlagRuntime(database)
         await flags.start()
-        outcomes = OutcomeRecorder(database, flush_seconds=flush)
-        await outcomes.start()
+        if record:
+            outcomes = OutcomeRecorder(database, flush_seconds=flush)
+            await outcomes.start()
         client.install(flags, outcomes)
     requests = None
-    if http:
+    if http and record:
         requests = RequestCounter(database, flush_seconds=flush)
         await requests.start()
     driver = (

@@ -4,7 +4,10 @@ Outcomes are counted per flag, cohort (on/off) and 10-second bucket: every
 finished request that evaluated a flag (a 5xx is a failure for its cohort),
 and whatever a code path reports itself (``client.record_outcome``). They are
 flushed to PostgreSQL every ``flush_seconds`` (≤ 10 s by contract), where the
-worker's guard sums every process's. ``flags/lifecycle.py`` builds one per process.
+worker's guard sums every process's.
+
+A process records outcomes only when ``flags/lifecycle.py`` builds a recorder
+(``ORDERLY_RECORD_REQUEST_OUTCOMES``, on by default).
 """
 
 from __future__ import annotations
