@@ -2,9 +2,11 @@
 
 ``GET /v1/products/{id}`` is the hottest public read; serving it from memory
 keeps it within reach of a bare endpoint (PRODUCT.md §9). Entries live a few
-seconds and are dropped after a change commits in this process; other API
-processes see the change within the TTL. Stock shown in a product read is
-advisory — reservations are decided by the database.
+seconds and are dropped after a staff change (name, price, active, a stock
+adjustment) commits in this process; other API processes see the change within
+the TTL. Stock shown in a product read is advisory — reservations are decided
+by the database — so orders' reservations and cancellations do not drop entries:
+the stock they move shows within the TTL.
 """
 
 from __future__ import annotations

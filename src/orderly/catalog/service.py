@@ -173,7 +173,9 @@ async def reserve_for_order(
         got = {line.product_id for line in reserved}
         missing = next(pid for pid in product_ids if pid not in got)
         raise errors.OutOfStock(str(missing))
-    _invalidate_after_commit(tx, *(line.product_id for line in reserved))
+    # No cache invalidation here: stock in a product read is advisory (catalog/cache.py),
+    # and at launch load (hundreds of orders a second over a hundred products) dropping
+    # the entry on every sale would send most reads to the pool the orders are queueing for.
     await _alert_if_crossed(
         tx,
         [
@@ -191,8 +193,8 @@ async def release_for_order(
     *,
     actor_id: uuid.UUID | None,
 ) -> None:
-    """Give an order's reserved stock back (cancellation)."""
-    released = await repository.release(
+    """Give an order's reserved stock back (cancellation); product reads show it within the TTL."""
+    await repository.release(
         tx,
         order_id,
         [product_id for product_id, _ in lines],
@@ -200,7 +202,6 @@ async def release_for_order(
         "order cancelled",
         actor_id,
     )
-    _invalidate_after_commit(tx, *released)
 
 
 async def _alert_if_crossed(tx: Tx, levels: Sequence[tuple[uuid.UUID, int, int, int]]) -> None:
