@@ -1,4 +1,4 @@
-"""`orderly worker` for real: runs jobs, serves its metrics, stops cleanly on SIGTERM."""
+"""`orderly worker` for real: runs jobs at low CPU priority, serves metrics, stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ async def test_worker_runs_a_job_serves_metrics_and_exits_0_on_sigterm(
                 break
             time.sleep(0.1)
         assert 'orderly_job_outcomes_total{outcome="succeeded",task="jobs.prune_log"} 1.0' in body
+        # ORDERLY_WORKER_NICE (default 10): jobs yield a saturated CPU to requests.
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == min(19, os.nice(0) + 10)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

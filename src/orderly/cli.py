@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -209,6 +210,8 @@ def worker() -> None:
 
     with _runtime() as runtime:
         _raise_fd_limit()
+        if runtime.settings.worker_nice:
+            os.nice(runtime.settings.worker_nice)  # jobs yield the CPU to requests
         configure_tracing(runtime.settings.otlp_endpoint, service="orderly-worker")
         port = runtime.settings.worker_metrics_port
         if port:

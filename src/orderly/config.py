@@ -154,6 +154,10 @@ class Settings(BaseSettings):
     admission_timeout_seconds: float = Field(1.0, gt=0, le=60)
     worker_batch_size: int = Field(20, ge=1, le=1000)
     worker_concurrency: int = Field(50, ge=2, le=10_000)
+    # `orderly worker` lowers its own CPU priority by this much (os.nice) so that on a host
+    # it shares with `orderly api`, requests come before e-mails when the CPU is saturated;
+    # an idle host runs jobs at once either way. 0 keeps the inherited priority.
+    worker_nice: int = Field(10, ge=0, le=19)
     job_heartbeat_timeout_seconds: float = Field(30.0, gt=0)
     shutdown_grace_seconds: float = Field(0.0, ge=0)
     worker_metrics_port: int = Field(9101, ge=0, le=65535)  # 0: `orderly worker` serves none
