@@ -97,6 +97,8 @@ class AnalyticsState(Base):
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     # Every raw row stamped before the watermark is reflected in the summary tables.
     watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The same for the product blocks, which older releases refresh without knowing them.
+    span_watermark: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     computed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rebuilt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Every order event stamped before this is reflected in the recommendation scores.

@@ -162,6 +162,8 @@ class RefreshState:
     """How far the summary tables are computed."""
 
     watermark: datetime | None
+    # The product blocks' own watermark: an older release's refresh moves only ``watermark``.
+    span_watermark: datetime | None
     computed_at: datetime | None
     rebuilt_at: datetime | None
     recommendations_at: datetime | None
@@ -230,7 +232,7 @@ async def lock_state(tx: Tx) -> RefreshState:
     # The migration inserts the row; a database emptied by hand gets it back here.
     await tx.execute("INSERT INTO analytics_state (id) VALUES (1) ON CONFLICT DO NOTHING")
     row = await tx.fetchrow(
-        """SELECT watermark, computed_at, rebuilt_at, recommendations_at
+        """SELECT watermark, span_watermark, computed_at, rebuilt_at, recommendations_at
              FROM analytics_state WHERE id = 1 FOR UPDATE"""
     )
     assert row is not None
@@ -240,11 +242,11 @@ async def lock_state(tx: Tx) -> RefreshState:
 async def read_state(tx: Tx) -> RefreshState:
     """The state row, without locking it."""
     row = await tx.fetchrow(
-        """SELECT watermark, computed_at, rebuilt_at, recommendations_at
+        """SELECT watermark, span_watermark, computed_at, rebuilt_at, recommendations_at
              FROM analytics_state WHERE id = 1"""
     )
     if row is None:
-        return RefreshState(None, None, None, None)
+        return RefreshState(None, None, None, None, None)
     return RefreshState(**dict(row))
 
 
@@ -384,10 +386,10 @@ async def save_state(
     computed_at: datetime,
     rebuilt: bool,
 ) -> None:
-    """Record how far the summary tables are computed."""
+    """Record how far the summary tables (the product blocks too) are computed."""
     await tx.execute(
         """UPDATE analytics_state
-              SET watermark = $1, computed_at = $2,
+              SET watermark = $1, span_watermark = $1, computed_at = $2,
                   rebuilt_at = CASE WHEN $3 THEN $2 ELSE rebuilt_at END
             WHERE id = 1""",
         watermark,

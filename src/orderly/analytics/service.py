@@ -11,6 +11,11 @@ path never scans orders"). The worker keeps them current:
   commits later is still looked at next time. Re-running changes nothing.
 - full rebuild (nightly, and whenever there is no watermark yet): every day.
 
+The product blocks (``analytics_product_span``) keep a watermark of their own:
+during a rolling deploy a release that does not know them refreshes too and
+moves only the main one, so a refresh here also rebuilds the blocks of every
+day refreshed since theirs (tests/test_rolling_deploy.py found the gap).
+
 Refreshes take the state row's lock, so they run one at a time.
 """
 
@@ -121,7 +126,9 @@ async def refresh(tx: Tx, *, full: bool = False, as_of: datetime | None = None) 
     horizon = await repo.horizon(tx, WATERMARK_MARGIN_SECONDS)
     if as_of is not None:
         horizon = repo.Horizon(now=as_of, watermark=as_of)
-    full = full or state.watermark is None
+    # The product blocks keep a watermark of their own (migration 0010): an older release
+    # refreshing beside this one during a rolling deploy moves only the main one.
+    full = full or state.watermark is None or state.span_watermark is None
     if full:
         await repo.allow_long_statements(tx, FULL_REBUILD_TIMEOUT_SECONDS)
         await repo.recompute_days(tx, None)
@@ -131,14 +138,20 @@ async def refresh(tx: Tx, *, full: bool = False, as_of: datetime | None = None) 
         touched = 0
     else:
         assert state.watermark is not None
+        assert state.span_watermark is not None
         affected = await repo.affected_days(tx, state.watermark)
         day_rows = sorted(set(affected.money) | set(affected.events))
+        span_days = affected.money
+        if state.span_watermark < state.watermark:  # refreshed meanwhile without the blocks
+            behind = await repo.affected_days(tx, state.span_watermark)
+            span_days = sorted({*span_days, *behind.money})
         planner = await repo.plan_for_a_few_days(tx)
         if day_rows:
             await repo.recompute_days(tx, day_rows)
         if affected.money:
             await repo.recompute_products(tx, affected.money)
-            await repo.recompute_spans(tx, affected.money)
+        if span_days:
+            await repo.recompute_spans(tx, span_days)
         if affected.created:
             await repo.recompute_statuses(tx, affected.created)
         await repo.restore_planner(tx, planner)
