@@ -43,7 +43,7 @@ def create_app(
             pool_size=settings.db_pool_size,
             acquire_timeout=settings.db_acquire_timeout_seconds,
             statement_timeout_ms=settings.db_statement_timeout_ms,
-            application_name="orderly-api",
+            application_name="orderly-serve" if run_worker else "orderly-api",
             direct_url=_secret(settings.database_direct_url),
         )
         runtime = await Runtime.start(settings, database)

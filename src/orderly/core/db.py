@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeAlias
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -52,6 +53,18 @@ def libpq_url(url: str) -> str:
     if not url.startswith("postgresql://"):
         raise ValueError("not a postgresql:// URL")
     return url
+
+
+def with_application_name(url: str, application_name: str) -> str:
+    """*url* naming its sessions *application_name* (a libpq parameter asyncpg passes on)."""
+    parts = urlsplit(url)
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if key != "application_name"
+    ]
+    query.append(("application_name", application_name))
+    return urlunsplit(parts._replace(query=urlencode(query, safe="/")))
 
 
 def _json_text(value: Any) -> str:
@@ -100,8 +113,12 @@ class Database:
         # With a direct URL, *url* is a transaction-pooling PgBouncer: no named prepared
         # statements, no session settings at connect; LISTEN/NOTIFY and PgQueuer use the
         # direct URL (deploy/README.md, "PgBouncer").
-        self.direct_url = libpq_url(direct_url) if direct_url else self.url
-        self.behind_pooler = self.direct_url != self.url
+        direct = libpq_url(direct_url) if direct_url else self.url
+        self.behind_pooler = direct != self.url
+        # Connections opened beside the pool (PgQueuer's, the flag listener) carry the
+        # process's name too: pg_stat_activity, and `orderly migrate downgrade`'s check for
+        # running instances, see every session of an orderly process.
+        self.direct_url = with_application_name(direct, application_name)
         self.pool_size = pool_size
         self.acquire_timeout = acquire_timeout
         self._statement_timeout_ms = statement_timeout_ms

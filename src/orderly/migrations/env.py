@@ -28,7 +28,12 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        sqlalchemy_url(url),
+        poolclass=pool.NullPool,
+        # Named like every orderly session, so a concurrent `migrate downgrade` sees it.
+        connect_args={"server_settings": {"application_name": "orderly-migrate"}},
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
