@@ -252,13 +252,61 @@ def migrate_upgrade(
 
 
 @migrate_app.command("downgrade")
-def migrate_downgrade(revision: Annotated[str, typer.Argument(help="target revision")]) -> None:
-    """Revert migrations down to REVISION (`base` removes every table)."""
+def migrate_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="do not ask (required without a terminal)")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="go on while other orderly processes are connected")
+    ] = False,
+) -> None:
+    """Revert migrations down to REVISION (`base` removes every table); asks first.
+
+    Refuses while other orderly processes are connected to the database (they
+    would run on a schema older than their code), unless --force.
+    """
     from orderly import migrate
 
     with _runtime(dev_secrets=False) as runtime:
-        migrate.downgrade(runtime.session_url, revision)
-        console.print(f"database at {migrate.current(runtime.session_url) or 'base'}")
+        url = runtime.session_url
+        name = migrate.database_name(url)
+        if not yes:
+            _confirm_downgrade(name, revision)
+        if not force:
+            sessions = asyncio.run(migrate.orderly_sessions(url))
+            if sessions:
+                listed = ", ".join(f"{app} x{count}" for app, count in sessions.items())
+                fail(
+                    f"not downgrading {name}: {sum(sessions.values())} other orderly "
+                    f"session(s) connected ({listed}); stop those processes or pass --force"
+                )
+        migrate.downgrade(url, revision)
+        console.print(f"database at {migrate.current(url) or 'base'}")
+
+
+def _confirm_downgrade(database: str, revision: str) -> None:
+    """Ask on the terminal; without one, refuse (a script must say --yes)."""
+    if not sys.stdin.isatty():
+        fail(
+            "migrate downgrade drops what later migrations added, data included: "
+            "pass --yes to confirm (no terminal to ask on)"
+        )
+    console.print(
+        f"This reverts database {database} to {revision}: tables and columns added by later "
+        "migrations are dropped with their data.",
+        markup=False,
+        highlight=False,
+    )
+    console.print(
+        f'Type the database name ({database}) or "downgrade" to go on: ',
+        end="",
+        markup=False,
+        highlight=False,
+    )
+    answer = sys.stdin.readline().strip()
+    if answer not in {database, "downgrade"}:
+        fail("downgrade not confirmed; nothing changed")
 
 
 @migrate_app.command("current")
