@@ -23,6 +23,10 @@ TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "orders_serve_vs_pgbench": ("—", lambda v: True),
     "orders_serve_half_p99_ms": ("≤ 50 ms", lambda v: v <= 50),
     "pay_vs_bare_asyncpg": ("—", lambda v: True),
+    "orders_recording_off_vs_pgbench": ("—", lambda v: True),
+    "orders_recording_off_half_p99_ms": ("—", lambda v: True),
+    "orders_recording_ratio_cost": ("—", lambda v: True),
+    "orders_recording_cpu_ms": ("—", lambda v: True),
 }
 
 
@@ -65,6 +69,8 @@ def render(results: dict[str, Any], console: Console) -> None:
             note += f"; Python CPU {section['client_cpu_ms_per_request']:.2f} ms/tx"
         if "jobs_queued_after" in section:
             note += f"; {section['jobs_queued_after']:,} jobs queued after"
+        if "slo_requests_recorded" in section:
+            note += f"; {section['slo_requests_recorded']:,} requests recorded for SLOs"
         others = {k: v for k, v in section.get("statuses", {}).items() if not k.startswith("2")}
         if others or section.get("socket_errors"):
             note += f" [yellow]non-2xx {others}, socket errors {section.get('socket_errors', 0)}[/]"
@@ -77,7 +83,12 @@ def render(results: dict[str, Any], console: Console) -> None:
         "tps",
         f"{m['pgbench']['clients']} clients, -M prepared" if m.get("pgbench") else "",
     )
-    passes = (("orders", ""), ("orders_worker", " + worker"), ("orders_serve", " on serve"))
+    passes = (
+        ("orders", ""),
+        ("orders_recording_off", ", recording off"),
+        ("orders_worker", " + worker"),
+        ("orders_serve", " on serve"),
+    )
     for key, title in passes:
         if key != "orders" and key not in m and key not in results.get("errors", {}):
             continue  # an optional pass that was not selected
@@ -146,6 +157,10 @@ def render(results: dict[str, Any], console: Console) -> None:
         "orders_serve_vs_pgbench": "POST /v1/orders on serve rps ÷ pgbench tps",
         "orders_serve_half_p99_ms": "p99 at half (serve)",
         "pay_vs_bare_asyncpg": "POST …/pay rps ÷ same transaction on bare asyncpg",
+        "orders_recording_off_vs_pgbench": "POST /v1/orders, recording off, rps ÷ pgbench tps",
+        "orders_recording_off_half_p99_ms": "p99 at half (recording off)",
+        "orders_recording_ratio_cost": "ratio given up to recording (off − on)",
+        "orders_recording_cpu_ms": "API CPU per order spent recording (on − off), ms",
     }
     optional = set(list(labels)[7:])
     for key, label in labels.items():

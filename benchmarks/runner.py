@@ -15,6 +15,9 @@ the others still run):
 ``orders_worker``  the ``orders`` pass with one ``orderly worker`` process beside the
               API draining the order jobs (the production shape);
 ``orders_serve``   the ``orders`` pass on ``orderly serve``: API and worker in one process;
+``orders_recording_off``  the ``orders`` pass on an API process that records no flag
+              outcomes and no SLO request counts (``ORDERLY_RECORD_REQUEST_OUTCOMES=false``),
+              beside the ``orders`` pass (recording on, the default) against the same pgbench;
 ``pay``       ``POST /v1/orders/{id}/pay`` with credits over HTTP, against the same
               recorded transaction replayed on bare asyncpg (``benchmarks/ledger_pay.py``);
 ``recommendations``  answer p50/p99 built in and with a hanging model
@@ -24,8 +27,10 @@ the others still run):
 Only the first six are in the default set (``--phases all`` runs everything). No
 job worker runs during the plain HTTP passes: order jobs accumulate in the queue
 exactly as they do under pgbench (the queue-depth limit is raised so nothing is
-shed), and draining is measured on its own in ``jobs``. ``orders_worker`` and
-``orders_serve`` each run on their own copy of the populated database.
+shed), and draining is measured on its own in ``jobs``. ``orders_worker``,
+``orders_serve`` and ``orders_recording_off`` each run on their own copy of the
+populated database; ``orders_recording_off`` runs after the HTTP passes, or right
+before them with ``BENCH_RECORDING_OFF_FIRST=1`` (to alternate the order between runs).
 """
 
 from __future__ import annotations
@@ -55,11 +60,15 @@ from benchmarks.processes import HOST, ProcessGroup, RssSampler, clean_env, free
 PHASES = (
     "pgbench", "orders", "products", "jobs", "serve", "flags",
     "orders_worker", "orders_serve", "pay", "analytics", "launch",
-    "recommendations", "rec_quality",
+    "recommendations", "rec_quality", "orders_recording_off",
 )  # fmt: skip
 DEFAULT_PHASES = PHASES[:6]
 HTTP_PHASES = {"orders", "products", "pay"}
-ORDER_PASSES = {"orders_worker": "worker", "orders_serve": "serve"}  # phase -> database copy
+# phase -> its database copy
+ORDER_PASSES = {"orders_recording_off": "norec", "orders_worker": "worker", "orders_serve": "serve"}
+RECORDING_OFF_PHASE = "orders_recording_off"
+# What that pass's server is told on top of the benchmark's settings.
+RECORDING_OFF_SETTINGS = {"ORDERLY_RECORD_REQUEST_OUTCOMES": "false"}
 
 
 @dataclass
@@ -88,6 +97,11 @@ class BenchConfig:
     # py-spy the API process during the `orders` closed loop (BENCH_PROFILE=py-spy: the
     # CLI has no flag for it yet). Sampling costs the server a little throughput.
     profile: bool = field(default_factory=lambda: os.environ.get("BENCH_PROFILE") == "py-spy")
+    # Run `orders_recording_off` before the `orders` pass instead of after the HTTP passes
+    # (BENCH_RECORDING_OFF_FIRST=1), so that runs can alternate which of the two goes first.
+    recording_off_first: bool = field(
+        default_factory=lambda: os.environ.get("BENCH_RECORDING_OFF_FIRST") == "1"
+    )
 
 
 @dataclass
@@ -221,10 +235,16 @@ def _pgbench(run: Run) -> None:
 
 @contextlib.contextmanager
 def _api_server(
-    run: Run, *, suffix: str = "api", command: str = "api", worker: bool | None = None
+    run: Run,
+    *,
+    suffix: str = "api",
+    command: str = "api",
+    worker: bool | None = None,
+    settings: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, RssSampler, RssSampler | None]]:
     """``orderly <command>`` on the scratch database *suffix*; optionally a worker beside it.
 
+    *settings* (``ORDERLY_*`` variables) go to both processes on top of the benchmark's.
     Yields the port, a sampler of the server process and one of the worker process.
     """
     port = free_port()
@@ -234,6 +254,7 @@ def _api_server(
             "ORDERLY_HOST": HOST,
             "ORDERLY_PORT": str(port),
             "ORDERLY_WORKER_METRICS_PORT": "0",
+            **(settings or {}),
         }
     )
     what = "API and worker in one process" if command == "serve" else "1 process"
@@ -300,6 +321,7 @@ def _closed(run: Run, plan: loadgen.Plan, port: int, duration: float) -> loadgen
 
 def _http_phases(run: Run) -> None:
     cfg = run.config
+    counted_before = asyncio.run(_recorded_requests(_url(run, "api")))  # setup's own requests
     with _api_server(run) as (port, sampler, worker):
         rss = run.measurements.setdefault("api_rss", {})
         rss["idle_mb"] = round(sampler.current() / 2**20, 1)
@@ -310,17 +332,33 @@ def _http_phases(run: Run) -> None:
         if "pay" in cfg.phases:
             _phase(run, "pay", lambda: _pay(run, port, sampler))
         rss["peak_under_load_mb"] = round(sampler.peak / 2**20, 1)
+    if "orders" in run.measurements:  # the server has stopped: its last counts are flushed
+        recorded = asyncio.run(_recorded_requests(_url(run, "api"))) - counted_before
+        run.measurements["orders"]["slo_requests_recorded"] = recorded
     if "products" in cfg.phases and "product" in run.measurements:
         _phase(run, "products", lambda: _bare(run))
 
 
 def _order_pass(run: Run, phase: str) -> None:
-    """The orders pass on its own database copy: beside a worker, or on `orderly serve`."""
+    """The orders pass on its own database copy: beside a worker, on `orderly serve`, or on
+    an API process that records no flag outcomes and SLO request counts (otherwise as `orders`).
+    """
     suffix = ORDER_PASSES[phase]
-    command, worker = ("serve", False) if phase == "orders_serve" else ("api", True)
-    with _api_server(run, suffix=suffix, command=command, worker=worker) as (port, sampler, wsm):
+    command, worker, settings = {
+        "orders_worker": ("api", True, None),
+        "orders_serve": ("serve", False, None),
+        "orders_recording_off": ("api", None, RECORDING_OFF_SETTINGS),
+    }[phase]
+    url = _url(run, suffix)
+    counted_before = asyncio.run(_recorded_requests(url))  # setup's, copied with the database
+    server = _api_server(run, suffix=suffix, command=command, worker=worker, settings=settings)
+    with server as (port, sampler, wsm):
         _orders(run, port, sampler, wsm, key=phase)
-    run.measurements[phase]["jobs_queued_after"] = asyncio.run(_queued(_url(run, suffix)))
+    run.measurements[phase]["jobs_queued_after"] = asyncio.run(_queued(url))
+    recorded = asyncio.run(_recorded_requests(url)) - counted_before
+    run.measurements[phase]["slo_requests_recorded"] = recorded
+    if settings is RECORDING_OFF_SETTINGS and recorded:
+        raise RuntimeError(f"the server with recording off recorded {recorded} requests")
 
 
 async def _queued(url: str) -> int:
@@ -335,12 +373,33 @@ async def _queued(url: str) -> int:
         await conn.close()
 
 
+async def _recorded_requests(url: str) -> int:
+    """Requests the servers on *url* counted for the availability SLO (what recording wrote)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT COALESCE(sum(count), 0) FROM slo_request_minute"
+                " WHERE series = 'availability'"
+            )
+        )
+    finally:
+        await conn.close()
+
+
 def _orders(
     run: Run, port: int, sampler: RssSampler, worker: RssSampler | None, *, key: str
 ) -> None:
     """Closed loop (max throughput), then an open loop at half of it; stored under *key*."""
     cfg = run.config
-    title = {"orders": "", "orders_worker": " (+ worker)", "orders_serve": " (serve)"}[key]
+    title = {
+        "orders": "",
+        "orders_worker": " (+ worker)",
+        "orders_serve": " (serve)",
+        "orders_recording_off": " (recording off)",
+    }[key]
     if cfg.warmup > 0:
         run.say(f"POST /v1/orders{title} warm-up {cfg.warmup:.0f} s")
         _closed(run, _order_plan(run, f"{key}-warmup"), port, cfg.warmup)
@@ -727,6 +786,16 @@ def _ratios(run: Run) -> None:
             ratios[f"{phase}_half_p99_ms"] = m[f"{phase}_half"]["p99_ms"]
     if "pay" in m and "pay_bare" in m and m["pay_bare"]["tps"]:
         ratios["pay_vs_bare_asyncpg"] = round(m["pay"]["ok_rps"] / m["pay_bare"]["tps"], 3)
+    # What recording flag outcomes and SLO request counts costs the order path: the ratio
+    # it gives up, and the API's CPU per order it adds (on minus off; CPU is the steadier).
+    off = RECORDING_OFF_PHASE
+    if "orders_vs_pgbench" in ratios and f"{off}_vs_pgbench" in ratios:
+        ratios["orders_recording_ratio_cost"] = round(
+            ratios[f"{off}_vs_pgbench"] - ratios["orders_vs_pgbench"], 3
+        )
+    cpu = "server_cpu_ms_per_request"
+    if cpu in m.get("orders", {}) and cpu in m.get(off, {}):
+        ratios["orders_recording_cpu_ms"] = round(m["orders"][cpu] - m[off][cpu], 3)
 
 
 def _cleanup_databases(run: Run) -> None:
@@ -788,11 +857,14 @@ def run_benchmark(config: BenchConfig, console: Console | None = None) -> dict[s
             ok = _phase(run, "setup", lambda: _setup(run)) if needs_shop else True
             if ok and "pgbench" in config.phases:
                 _phase(run, "pgbench", lambda: _pgbench(run))
+            passes = [phase for phase in ORDER_PASSES if ok and phase in config.phases]
+            if config.recording_off_first and RECORDING_OFF_PHASE in passes:
+                passes.remove(RECORDING_OFF_PHASE)
+                _phase(run, RECORDING_OFF_PHASE, lambda: _order_pass(run, RECORDING_OFF_PHASE))
             if ok and HTTP_PHASES & set(config.phases):
                 _phase(run, "http", lambda: _http_phases(run))
-            for phase in ORDER_PASSES:
-                if ok and phase in config.phases:
-                    _phase(run, phase, lambda phase=phase: _order_pass(run, phase))
+            for phase in passes:
+                _phase(run, phase, lambda phase=phase: _order_pass(run, phase))
             if ok and "launch" in config.phases:  # benchmarks/launch.py
                 from benchmarks import launch
 

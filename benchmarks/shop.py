@@ -1,4 +1,4 @@
-"""Scratch databases and the shop the benchmark loads: users, tokens, products, one order.
+"""Scratch databases and the shop the benchmark loads: users, tokens, flags, products, one order.
 
 Setup runs through the real app in-process (the same routes a client uses),
 then the migrated, populated database is copied with ``CREATE DATABASE …
@@ -31,6 +31,67 @@ ADDRESS: dict[str, str] = {
     "city": "London",
     "postal_code": "N1 9GU",
     "country": "GB",
+}
+# A realistic flag set, loaded through the admin API during setup (so every database copy
+# has it): the flag runtime of every server under test holds and refreshes a real snapshot.
+# The order path itself evaluates no flag (only recommendations ask `recommendations.model`).
+FLAGS: dict[str, Any] = {
+    "version": 2,
+    "segments": [
+        {
+            "id": 1,
+            "name": "customers",
+            "constraints": [{"contextName": "role", "operator": "IN", "values": ["customer"]}],
+        }
+    ],
+    "features": [
+        {
+            "name": "recommendations.model",
+            "enabled": True,
+            "strategies": [
+                {
+                    "name": "flexibleRollout",
+                    "parameters": {
+                        "rollout": "10",
+                        "stickiness": "userId",
+                        "groupId": "recommendations.model",
+                    },
+                }
+            ],
+        },
+        {
+            "name": "checkout.express",
+            "enabled": True,
+            "strategies": [
+                {
+                    "name": "flexibleRollout",
+                    "parameters": {
+                        "rollout": "50",
+                        "stickiness": "default",
+                        "groupId": "checkout.express",
+                    },
+                    "segments": [1],
+                }
+            ],
+        },
+        {
+            "name": "catalog.search-v2",
+            "enabled": True,
+            "strategies": [
+                {
+                    "name": "default",
+                    "constraints": [
+                        {"contextName": "environment", "operator": "IN", "values": ["production"]}
+                    ],
+                }
+            ],
+            "variants": [
+                {"name": "bm25", "weight": 500, "stickiness": "default"},
+                {"name": "vector", "weight": 500, "stickiness": "default"},
+            ],
+        },
+        {"name": "payments.card-3ds", "enabled": False, "strategies": [{"name": "default"}]},
+    ],
 }
 PASSWORD = "bench-passphrase-not-common-42"  # noqa: S105 - scratch accounts on a scratch database
 STOCK = 1_000_000_000  # the schema's maximum: no order of a run can run out
@@ -276,7 +337,7 @@ async def build_pay(env: dict[str, str], *, users: int, warmups: int = 2) -> Pay
 
 
 async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
-    """Create staff, *users* customers with tokens, *products* products; record one order."""
+    """Staff, an admin, the flag set (FLAGS), *users* customers, *products* products; one order."""
     from orderly.accounts.cli import create_user
     from orderly.accounts.schemas import Role
     from orderly.config import load_settings
@@ -284,22 +345,31 @@ async def build_shop(env: dict[str, str], *, users: int, products: int) -> Shop:
     overrides = {k.removeprefix("ORDERLY_").lower(): v for k, v in env.items()}
     settings = load_settings(**overrides)
     run = uuid.uuid4().hex[:8]
-    staff_email = f"staff-{run}@bench.example.com"
-    await create_user(
-        settings,
-        env["ORDERLY_DATABASE_URL"],
-        email=staff_email,
-        role=Role.staff,
-        password=PASSWORD,
-        name="Bench Staff",
-    )
-    async with in_process_app(env) as (app, client):
-        staff = _expect(
-            await client.post("/v1/auth/token", json={"email": staff_email, "password": PASSWORD}),
-            200,
-            "staff login",
+    emails = {role: f"{role.value}-{run}@bench.example.com" for role in (Role.staff, Role.admin)}
+    for role, email in emails.items():
+        await create_user(
+            settings,
+            env["ORDERLY_DATABASE_URL"],
+            email=email,
+            role=role,
+            password=PASSWORD,
+            name=f"Bench {role.value}",
         )
-        staff_headers = {"Authorization": f"Bearer {staff['access_token']}"}
+    async with in_process_app(env) as (app, client):
+        headers_of = {}
+        for role, email in emails.items():
+            pair = _expect(
+                await client.post("/v1/auth/token", json={"email": email, "password": PASSWORD}),
+                200,
+                f"{role.value} login",
+            )
+            headers_of[role] = {"Authorization": f"Bearer {pair['access_token']}"}
+        staff_headers = headers_of[Role.staff]
+        _expect(
+            await client.post("/v1/admin/flags/import", json=FLAGS, headers=headers_of[Role.admin]),
+            200,
+            "POST /v1/admin/flags/import",
+        )
         tokens, user_ids = await _customers(client, run, users, "customer")
         product_ids: list[str] = []
         for k in range(products):

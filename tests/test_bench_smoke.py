@@ -3,8 +3,8 @@
 A benchmark is not a test: nothing here judges speed. This proves the harness
 works (scratch databases, the recorded pgbench transaction, the API and bare
 servers, both load shapes, the job drain, `orderly serve`, the orders pass beside
-a worker and on `orderly serve`, credit payments against their bare-asyncpg
-replay) and cleans up.
+a worker, on `orderly serve` and with recording off, credit payments against their
+bare-asyncpg replay) and cleans up.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def _bench_databases(url: str) -> list[str]:
     try:
         rows = await conn.fetch(
             "SELECT datname FROM pg_database"
-            " WHERE datname ~ '^orderly_bench_[0-9a-f]{8}_(api|pg|jobs|worker|serve)$'"
+            " WHERE datname ~ '^orderly_bench_[0-9a-f]{8}_(api|pg|jobs|worker|serve|norec)$'"
         )
     finally:
         await conn.close()
@@ -108,15 +108,20 @@ async def test_bench_runs_every_phase_and_reports_numbers(
         "orders_worker_half",
         "orders_serve",
         "orders_serve_half",
+        "orders_recording_off",
+        "orders_recording_off_half",
         "pay",
         "pay_bare",
     ):
         assert m[name]["ok"] > 0, (name, m[name])
         assert m[name]["p99_ms"] > 0, (name, m[name])
-    for name in ("orders", "orders_worker", "orders_serve"):
+    for name in ("orders", "orders_worker", "orders_serve", "orders_recording_off"):
         assert set(m[name]["statuses"]) == {"201"}, (name, m[name])
         assert m[name]["server_cpu_ms_per_request"] > 0
     assert m["orders_worker"]["worker_cpu_ms_per_request"] > 0
+    # The pass with recording off recorded nothing; the normal one recorded its requests.
+    assert m["orders_recording_off"]["slo_requests_recorded"] == 0
+    assert m["orders"]["slo_requests_recorded"] >= m["orders"]["ok"]
     # Every payment over HTTP succeeded; the bare replay paid each order it took, once.
     assert set(m["pay"]["statuses"]) == {"200"}
     assert m["pay_bare"]["orders_paid"] == m["pay_bare"]["ledger_payments"] > 0
@@ -144,6 +149,10 @@ async def test_bench_runs_every_phase_and_reports_numbers(
         "orders_serve_vs_pgbench",
         "orders_serve_half_p99_ms",
         "pay_vs_bare_asyncpg",
+        "orders_recording_off_vs_pgbench",
+        "orders_recording_off_half_p99_ms",
+        "orders_recording_ratio_cost",
+        "orders_recording_cpu_ms",
     }
     assert "PRODUCT.md §9 targets" in done.stdout
 
