@@ -18,6 +18,7 @@ PostgreSQL's socket URL: one code path for both runtime modes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -252,7 +253,10 @@ class Tx:
                 await conn.execute("BEGIN")
                 return conn
             except _CONNECTION_LOST as exc:
-                conn.terminate()
+                # asyncpg may already have detached the proxy from its closed connection
+                # (its pool cleans up on close): then there is nothing left to terminate.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    conn.terminate()
                 await self._database.release(conn)
                 if attempt == 2:
                     raise errors.Overloaded(
