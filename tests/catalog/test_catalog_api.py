@@ -28,6 +28,21 @@ async def test_product_list_pages_with_a_cursor(
     assert (await client.get("/v1/products?limit=101")).status_code == 422
 
 
+async def test_a_public_product_read_may_be_cached_by_shared_caches_a_private_one_not(
+    client: httpx.AsyncClient, database: Database, settings: Settings
+) -> None:
+    customer = await signed_in(client, database, settings)
+    product = await make_product(database)
+    public = await client.get(f"/v1/products/{product.id}")
+    assert public.headers["cache-control"] == "public, max-age=2"  # the app cache's own TTL
+    private = await client.get(f"/v1/products/{product.id}", headers=customer.headers)
+    assert private.json() == public.json()
+    assert private.headers["cache-control"] == "no-store"
+    missing = await client.get("/v1/products/00000000-0000-4000-8000-000000000000")
+    assert missing.status_code == 404
+    assert "public" not in missing.headers.get("cache-control", "")
+
+
 async def test_product_read_reflects_a_change_after_commit(
     client: httpx.AsyncClient, database: Database, settings: Settings
 ) -> None:

@@ -13,6 +13,7 @@ from orderly.api.idempotency import IDEMPOTENT
 from orderly.api.problems import responses_for
 from orderly.api.routing import domain_router
 from orderly.catalog import service
+from orderly.catalog.cache import TTL_SECONDS
 from orderly.catalog.schemas import (
     ProductCreate,
     ProductPage,
@@ -23,6 +24,7 @@ from orderly.catalog.schemas import (
 )
 
 router = domain_router(prefix="/products", tags=["catalog"])
+_SHARED_CACHEABLE = {"Cache-Control": f"public, max-age={int(TTL_SECONDS)}"}
 
 
 @router.post(
@@ -51,9 +53,14 @@ async def list_products(tx: Transaction, page: Page) -> ProductPage:
     responses=responses_for(errors.NotFound),
 )
 async def get_product(product_id: uuid.UUID, tx: Transaction) -> Response:
-    """One active product (served from a short-lived cache; no connection on a cache hit)."""
+    """One active product (served from a short-lived cache; no connection on a cache hit).
+
+    The answer is the same for everyone and may be ``TTL_SECONDS`` stale anyway, so
+    shared caches may keep it that long too (deploy/haproxy.cfg does); a request that
+    carries credentials still gets ``no-store`` (api/middleware.py).
+    """
     body = await service.get_product_json(tx, product_id)
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers=_SHARED_CACHEABLE)
 
 
 @router.patch(
