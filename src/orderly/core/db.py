@@ -44,6 +44,51 @@ _CONNECTION_LOST = (
     asyncpg.exceptions.OperatorInterventionError,
     OSError,
 )
+# Lost in the middle of a transaction: the server aborts it, so a retry is safe (and a
+# mutating request carries an Idempotency-Key for the case where COMMIT was lost). Not
+# InterfaceError: there it mostly means a bug in how a connection is used.
+_LOST_MIDWAY = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown: a restart
+    asyncpg.exceptions.ProtocolViolationError,  # PgBouncer: "server login has been failing"
+    OSError,
+)
+_BEGIN_FAILED = (*_CONNECTION_LOST, asyncpg.exceptions.InternalClientError)
+_DATABASE_AWAY = "The database is unavailable; retry shortly."
+
+
+class _LostMidway:
+    """Around a statement: a connection lost midway is 503 overloaded (retry), not a 500."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: PooledConnection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, _LOST_MIDWAY) or (
+            isinstance(exc, asyncpg.InterfaceError) and _gone(self.conn)
+        ):
+            raise errors.Overloaded(1, _DATABASE_AWAY) from exc
+
+
+def _gone(conn: PooledConnection) -> bool:
+    """Whether *conn* was closed (asyncpg's pool detaches a connection the server closed)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
+
+
+def _discard(conn: PooledConnection) -> None:
+    """Close a broken connection for good (asyncpg may already have detached it)."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
 
 
 def libpq_url(url: str) -> str:
@@ -247,21 +292,20 @@ class Tx:
         # A pooled connection the server closed (a restart, a pooler's reconnect) is only
         # found out when used: BEGIN is safe to send again on a fresh one. If that fails
         # too, the database is away: 503 with Retry-After, not a 500.
+        # Whatever BEGIN runs into on a pooled connection (closed by the server; a restart's
+        # FATAL notice that left asyncpg's protocol state behind) ends that connection.
         for attempt in (1, 2):
             conn = await self._database.acquire()
             try:
                 await conn.execute("BEGIN")
                 return conn
-            except _CONNECTION_LOST as exc:
-                # asyncpg may already have detached the proxy from its closed connection
-                # (its pool cleans up on close): then there is nothing left to terminate.
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    conn.terminate()
+            except Exception as exc:
+                _discard(conn)
                 await self._database.release(conn)
                 if attempt == 2:
-                    raise errors.Overloaded(
-                        1, "The database is unavailable; retry shortly."
-                    ) from exc
+                    if isinstance(exc, _BEGIN_FAILED):
+                        raise errors.Overloaded(1, _DATABASE_AWAY) from exc
+                    raise
             except BaseException:
                 await self._database.release(conn)
                 raise
@@ -269,23 +313,33 @@ class Tx:
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """All rows of *query*."""
-        return await (await self.connection()).fetch(query, *args)
+        conn = await self.connection()
+        with _LostMidway(conn):
+            return await conn.fetch(query, *args)
 
     async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         """The first row of *query*, or None."""
-        return await (await self.connection()).fetchrow(query, *args)
+        conn = await self.connection()
+        with _LostMidway(conn):
+            return await conn.fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         """The first column of the first row of *query*, or None."""
-        return await (await self.connection()).fetchval(query, *args)
+        conn = await self.connection()
+        with _LostMidway(conn):
+            return await conn.fetchval(query, *args)
 
     async def execute(self, query: str, *args: Any) -> str:
         """Run *query*; the server's status line (``UPDATE 1``)."""
-        return await (await self.connection()).execute(query, *args)
+        conn = await self.connection()
+        with _LostMidway(conn):
+            return await conn.execute(query, *args)
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         """Run *query* once per argument tuple, pipelined."""
-        await (await self.connection()).executemany(query, args)
+        conn = await self.connection()
+        with _LostMidway(conn):
+            await conn.executemany(query, args)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run *callback* once this transaction commits (never on rollback)."""
@@ -303,7 +357,8 @@ class Tx:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                await conn.execute("COMMIT")
+                with _LostMidway(conn):  # unknown outcome: the Idempotency-Key makes the retry safe
+                    await conn.execute("COMMIT")
             finally:
                 await self._database.release(conn)
         callbacks, self._after_commit = self._after_commit, None
@@ -322,7 +377,7 @@ class Tx:
         except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
             # A broken connection cannot roll back; the pool replaces it, and the server
             # aborts the transaction when the connection goes.
-            conn.terminate()
+            _discard(conn)
         finally:
             await self._database.release(conn)
 
