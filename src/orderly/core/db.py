@@ -45,12 +45,15 @@ _CONNECTION_LOST = (
     OSError,
 )
 # Lost in the middle of a transaction: the server aborts it, so a retry is safe (and a
-# mutating request carries an Idempotency-Key for the case where COMMIT was lost). Not
-# InterfaceError: there it mostly means a bug in how a connection is used.
+# mutating request carries an Idempotency-Key for the case where COMMIT was lost).
+# InterfaceError counts only once the connection is closed: otherwise it is a misuse.
 _LOST_MIDWAY = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown: a restart
     asyncpg.exceptions.ProtocolViolationError,  # PgBouncer: "server login has been failing"
+    # A restart's FATAL notice that arrived while the connection was idle in the transaction
+    # leaves asyncpg's protocol in a state no statement can run from (seen in the drills).
+    asyncpg.exceptions.InternalClientError,
     OSError,
 )
 _BEGIN_FAILED = (*_CONNECTION_LOST, asyncpg.exceptions.InternalClientError)
