@@ -293,10 +293,10 @@ class Tx:
 
     async def _begin(self) -> PooledConnection:
         # A pooled connection the server closed (a restart, a pooler's reconnect) is only
-        # found out when used: BEGIN is safe to send again on a fresh one. If that fails
-        # too, the database is away: 503 with Retry-After, not a 500.
-        # Whatever BEGIN runs into on a pooled connection (closed by the server; a restart's
-        # FATAL notice that left asyncpg's protocol state behind) ends that connection.
+        # found out when used, and whatever BEGIN runs into there (the closed socket; a
+        # restart's FATAL notice that left asyncpg's protocol state behind) ends it. BEGIN
+        # has no effects, so it is sent again on a fresh one; if that fails too, the
+        # database is away: 503 with Retry-After, not a 500.
         for attempt in (1, 2):
             conn = await self._database.acquire()
             try:
