@@ -32,7 +32,8 @@ def test_guard_names_environment_logging_signal_and_cwd_changes(tmp_path: os.Pat
     handler = signal.getsignal(signal.SIGHUP)
     os.environ["ORDERLY_HYGIENE_PROBE"] = "1"
     root.setLevel(logging.DEBUG if level != logging.DEBUG else logging.INFO)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Whatever it was (a process started by nohup ignores SIGHUP already), change it.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL if handler == signal.SIG_IGN else signal.SIG_IGN)
     os.chdir(tmp_path)
     try:
         changed = hygiene.changes(before, hygiene.fingerprint())
