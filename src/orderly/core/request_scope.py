@@ -9,9 +9,13 @@ only bump in-process counters, flushed to PostgreSQL in the background).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextvars import ContextVar, Token
+from typing import ClassVar
 
 from orderly.core.telemetry import get_logger
 
@@ -85,3 +89,51 @@ def unobserve(observer: Observer) -> None:
     """Stop telling *observer* (no error when it was not registered)."""
     if observer in _observers:
         _observers.remove(observer)
+
+
+class FlushingObserver(ABC):
+    """An observer that counts finished requests in memory and writes them in the background.
+
+    The flag guard's outcomes and the SLO request counts share this life: register,
+    flush every ``flush_seconds`` (a failed write keeps its counts for the next tick),
+    and on stop unregister and write what is left. Subclasses count and write.
+    """
+
+    task_name: ClassVar[str]
+    flush_failed_event: ClassVar[str]
+
+    def __init__(self, *, flush_seconds: float) -> None:
+        self.flush_seconds = flush_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    @abstractmethod
+    def observe_request(self, finished: FinishedRequest) -> None:
+        """Count one finished request (cheap; never raises)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Write what is counted; on failure keep it for the next flush and raise."""
+
+    async def start(self) -> None:
+        """Observe finished requests and flush periodically."""
+        observe(self.observe_request)
+        self._task = asyncio.create_task(self._loop(), name=self.task_name)
+
+    async def stop(self) -> None:
+        """Stop observing and flush what is counted."""
+        unobserve(self.observe_request)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                log.warning(self.flush_failed_event, error=type(exc).__name__)

@@ -12,8 +12,6 @@ A process records outcomes only when ``flags/lifecycle.py`` builds a recorder
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -37,32 +35,18 @@ FLAG_OUTCOMES = Counter(
 )
 
 
-class OutcomeRecorder:
+class OutcomeRecorder(request_scope.FlushingObserver):
     """One per recording process: outcome counts per flag and cohort, flushed periodically."""
 
+    task_name = "orderly-flags-flush"
+    flush_failed_event = "flag_outcomes_flush_failed"
+
     def __init__(self, database: Database, *, flush_seconds: float = 5.0) -> None:
+        super().__init__(flush_seconds=flush_seconds)
         self.database = database
-        self.flush_seconds = flush_seconds
         self._counts: defaultdict[tuple[str, str, datetime], list[int]] = defaultdict(
             lambda: [0, 0]
         )
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Observe finished requests and flush periodically."""
-        request_scope.observe(self.observe_request)
-        self._task = asyncio.create_task(self._flush_loop(), name="orderly-flags-flush")
-
-    async def stop(self) -> None:
-        """Stop observing and flush what is counted."""
-        request_scope.unobserve(self.observe_request)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        with contextlib.suppress(Exception):
-            await self.flush()
 
     def record(self, flag: str, on: bool, ok: bool) -> None:
         """Count one outcome for *flag*'s on/off cohort."""
@@ -97,11 +81,3 @@ class OutcomeRecorder:
                 self._counts[(f, c, b)][0] += ok
                 self._counts[(f, c, b)][1] += failed
             raise
-
-    async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-            except Exception as exc:  # noqa: BLE001 - retried at the next tick
-                log.warning("flag_outcomes_flush_failed", error=type(exc).__name__)

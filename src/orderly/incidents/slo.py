@@ -8,9 +8,7 @@ over both 1 h and 5 m (the thresholds of ``ops/prometheus/alerts.yml``).
 
 from __future__ import annotations
 
-import asyncio
 import bisect
-import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,15 +33,17 @@ SLO_GUARD = AuditContext(actor_role="system:slo")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class RequestCounter:
+class RequestCounter(request_scope.FlushingObserver):
     """Counts requests per UTC minute in this process and flushes them to PostgreSQL."""
 
+    task_name = "orderly-slo-flush"
+    flush_failed_event = "slo_counts_flush_failed"
+
     def __init__(self, database: Database, *, flush_seconds: float = 5.0) -> None:
+        super().__init__(flush_seconds=flush_seconds)
         self.database = database
-        self.flush_seconds = flush_seconds
         self._counts: defaultdict[tuple[datetime, str, str], int] = defaultdict(int)
         self._latency: defaultdict[tuple[datetime, int], int] = defaultdict(int)
-        self._task: asyncio.Task[None] | None = None
 
     def observe_request(self, finished: request_scope.FinishedRequest) -> None:
         """Count one finished request (only ``/v1`` routes)."""
@@ -81,29 +81,6 @@ class RequestCounter:
             for bucket_key, n in latency.items():
                 self._latency[bucket_key] += n
             raise
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_seconds)
-            try:
-                await self.flush()
-            except Exception as exc:  # noqa: BLE001 - retried next tick
-                log.warning("slo_counts_flush_failed", error=type(exc).__name__)
-
-    async def start(self) -> None:
-        """Observe requests and flush periodically."""
-        request_scope.observe(self.observe_request)
-        self._task = asyncio.create_task(self._loop(), name="orderly-slo-flush")
-
-    async def stop(self) -> None:
-        """Stop and flush what is left."""
-        request_scope.unobserve(self.observe_request)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.flush()
 
 
 async def report(tx: Tx) -> SloReport:
