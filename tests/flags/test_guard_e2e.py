@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -27,17 +26,6 @@ from tests.support.receivers import HttpReceiver, eventually
 MIN_SAMPLES = 20
 GUARD_INTERVAL = 0.5
 FLUSH = 0.2
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[HttpReceiver]:
-    """The external recommendation model, down: every call answers 500."""
-    receiver = HttpReceiver(default=500)
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.stop()
 
 
 @pytest.fixture

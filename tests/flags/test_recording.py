@@ -9,8 +9,6 @@ figures are read back the way the guard and the SLO report read them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import asyncpg
 import httpx
 import pytest
@@ -28,17 +26,6 @@ from tests.support.accounts import CHEAP_HASHING, signed_in
 from tests.support.receivers import HttpReceiver, eventually
 
 FLUSH = 0.2
-
-
-@pytest.fixture
-async def model() -> AsyncIterator[HttpReceiver]:
-    """The external recommendation model, down: every call answers 500."""
-    receiver = HttpReceiver(default=500)
-    await receiver.start()
-    try:
-        yield receiver
-    finally:
-        await receiver.stop()
 
 
 @pytest.mark.parametrize("record", [True, False], ids=["recording", "not-recording"])
